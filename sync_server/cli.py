@@ -1,0 +1,88 @@
+"""`sync-server`: migrate the database or serve the app with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from sync_server.app import configure_logging, create_app
+from sync_server.migrate import head_revision, upgrade_to_head
+from sync_server.settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sync-server",
+        description="Touchline sync server. Configuration comes from the environment.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve HTTP (run `migrate` first)")
+    serve.add_argument("--host", help="interface to bind (default: $HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default: $PORT or 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (default 1)"
+    )
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+
+    commands.add_parser("migrate", help="upgrade the database schema to the newest revision")
+    return parser
+
+
+def _fastest(module: str) -> str:
+    # uvloop and httptools come with uvicorn[standard] on most platforms, not all.
+    return module if importlib.util.find_spec(module) is not None else "auto"
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    multi_process = args.workers > 1
+    uvicorn.run(
+        # Worker processes import the app themselves, each building its settings likewise.
+        "sync_server.app:app_from_env" if multi_process else create_app(settings),
+        factory=multi_process,
+        workers=args.workers,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        loop=_fastest("uvloop"),
+        http=_fastest("httptools"),
+        log_level=args.log_level,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(
+        getattr(logging, args.log_level.upper()) if args.command == "serve" else logging.INFO
+    )
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"sync-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "migrate":
+        upgrade_to_head(settings)
+        print(f"database at revision {head_revision(settings)}")
+        return 0
+    if args.port is not None and not 1 <= args.port <= 65535:
+        print("sync-server: --port must be 1..65535", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("sync-server: --workers must be at least 1", file=sys.stderr)
+        return 2
+    _serve(settings, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

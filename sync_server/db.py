@@ -1,0 +1,103 @@
+"""Async SQLAlchemy engines for the two supported databases.
+
+SQLite is the embedded default for one club on a laptop; PostgreSQL runs a league. Both are
+reached through the same `AsyncEngine`, and tables are defined without a schema so that one
+`sync_server.tables.metadata` serves both (PostgreSQL maps them into its schema).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+
+from sync_server.settings import Settings
+
+__all__ = ["check_database", "create_engine"]
+
+logger = logging.getLogger(__name__)
+
+# Applied to every new SQLite connection. busy_timeout comes first so that switching to WAL
+# waits for a competing writer instead of failing.
+SQLITE_PRAGMAS: Final = (
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+POSTGRES_POOL_SIZE: Final = 10
+POSTGRES_MAX_OVERFLOW: Final = 10
+
+
+def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
+    """Create the engine for `settings.database_url`; no connection is opened yet.
+
+    `pooled=False` opens a connection per checkout and closes it at checkin. Pooled driver
+    connections belong to the event loop that opened them, so an engine shared between
+    loops (a test's loop and a test client's portal thread) must not pool.
+    """
+    pool_options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+    if settings.is_sqlite:
+        return _create_sqlite_engine(settings.database_url, pool_options)
+    if pooled:
+        pool_options.update(
+            pool_size=POSTGRES_POOL_SIZE,
+            max_overflow=POSTGRES_MAX_OVERFLOW,
+            pool_pre_ping=True,
+        )
+    return create_async_engine(
+        settings.database_url,
+        # Tables carry no schema; every statement is rendered into the configured one.
+        execution_options={"schema_translate_map": {None: settings.database_schema}},
+        **pool_options,
+    )
+
+
+async def check_database(engine: AsyncEngine) -> None:
+    """Raise if the database cannot answer a trivial query (used by the readiness probe)."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+def _create_sqlite_engine(database_url: str, pool_options: dict[str, Any]) -> AsyncEngine:
+    database = make_url(database_url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        _ensure_parent_directory(Path(database))
+
+    engine = create_async_engine(database_url, **pool_options)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure_connection(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the driver (which would BEGIN DEFERRED lazily)
+        # so that the "begin" hook below decides how each transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        # A DEFERRED transaction that reads and then writes must upgrade its lock; two of them
+        # doing that at once deadlock and one fails with SQLITE_BUSY regardless of
+        # busy_timeout. Taking the write lock up front makes writers queue instead.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _ensure_parent_directory(database: Path) -> None:
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # Not fatal here: connecting will fail with SQLite's own error, which the readiness
+        # probe reports, and the server can still answer /health.
+        logger.warning("cannot create directory for SQLite database %s: %s", database, exc)

@@ -1,0 +1,1 @@
+"""Alembic migrations for `sync_server.tables`; run them with `sync-server migrate`."""

@@ -1,0 +1,230 @@
+"""Every error leaves the server as `application/problem+json` (RFC 9457).
+
+Services raise `ProblemError` with a stable machine-readable `code`; the handlers here also
+translate Litestar's own exceptions and msgspec decode errors, and turn anything unexpected
+into a generic 500 whose details stay in the log, never in the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.exceptions import SerializationException as LitestarSerializationException
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy import exc as sql_errors
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "ProblemError",
+    "exception_handlers",
+    "problem_response",
+]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+PROBLEM_TYPE_PREFIX: Final = "/problems/"
+
+# Members defined by RFC 9457 that are not parameters of `ProblemError` (those cannot be
+# passed twice anyway); extensions may not shadow them.
+_RESERVED_MEMBERS: Final = frozenset({"type", "instance"})
+# msgspec appends the failing location to its message: "Expected `int`, got `str` - at `$[0]`".
+_MSGSPEC_PATH: Final = re.compile(r" - at `(?P<path>\$[^`]*)`$")
+# Errors about a member name the member only in the message; the path stops at its object.
+_MEMBER_IN_MESSAGE: Final = re.compile(
+    r"^Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`"
+)
+
+
+class ProblemError(Exception):
+    """An error a service reports to the client: status, stable code, human text, extras.
+
+    `code` is the last segment of the problem `type` (`/problems/<code>`); clients branch on it.
+    Extension members (for example `expected_seq=12`) are added to the body as they are.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str = "",
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail or title}")
+        if shadowed := _RESERVED_MEMBERS.intersection(extensions):
+            raise ValueError(f"extension members may not redefine {sorted(shadowed)}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str = "",
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> Response[dict[str, Any]]:
+    """A problem+json response; extensions go in the body next to the standard members."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        **extensions,
+    }
+    return Response(
+        body,
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def _problem_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[dict[str, Any]]:
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.extensions
+    )
+
+
+def _validation_error(
+    _: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
+    errors = [_field_error(item) for item in exc.extra or () if isinstance(item, Mapping)]
+    if not errors:
+        # A missing header or query parameter: Litestar's own message names it.
+        return problem_response(
+            exc.status_code, "invalid-request", "Invalid request", exc.detail, errors=[]
+        )
+    return problem_response(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "validation-failed",
+        "Request failed validation",
+        "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        or "The request does not match the expected schema.",
+        errors=errors,
+    )
+
+
+def _field_error(item: Mapping[str, Any]) -> dict[str, str]:
+    """Litestar's {key, message, source} error item as {field, message, source}."""
+    raw_source = item.get("source") or "body"
+    source = str(getattr(raw_source, "value", raw_source))
+    key = str(item.get("key") or "")
+    message = str(item.get("message") or "invalid value")
+    if source == "body":
+        # Litestar calls the whole body "data"; its members appear without the prefix.
+        path = "$" if key in ("", "data") else "$." + key
+        if member := _MEMBER_IN_MESSAGE.match(message):
+            path += "." + member["name"]
+    else:
+        path = key
+    return {"field": path, "message": message, "source": source}
+
+
+def _msgspec_error(_: Request[Any, Any, Any], exc: msgspec.DecodeError) -> Response[dict[str, Any]]:
+    # A service decoding a payload itself (for example a batch inside a frame).
+    message, path = _split_msgspec_message(str(exc))
+    if isinstance(exc, msgspec.ValidationError):
+        return problem_response(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            "Request failed validation",
+            f"{path}: {message}",
+            errors=[{"field": path, "message": message, "source": "body"}],
+        )
+    return _malformed_body(message)
+
+
+def _split_msgspec_message(text: str) -> tuple[str, str]:
+    match = _MSGSPEC_PATH.search(text)
+    if match is None:
+        return text, "$"
+    return text[: match.start()], match["path"]
+
+
+def _malformed_body(message: str) -> Response[dict[str, Any]]:
+    return problem_response(
+        HTTPStatus.BAD_REQUEST,
+        "malformed-body",
+        "Malformed request body",
+        message,
+        errors=[{"field": "$", "message": message, "source": "body"}],
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, ClientException) and isinstance(
+        exc.__cause__, LitestarSerializationException
+    ):
+        # Litestar reports an undecodable JSON body as a 400 caused by a serialization error.
+        return _malformed_body(exc.detail)
+    title = _status_phrase(exc.status_code)
+    code = title.lower().replace(" ", "-").replace("'", "")
+    if exc.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        logger.error("%s %s failed: %r", request.method, request.url.path, exc)
+        # Server-side details stay in the log.
+        return problem_response(exc.status_code, code, title, headers=exc.headers)
+    return problem_response(exc.status_code, code, title, exc.detail or title, headers=exc.headers)
+
+
+def _status_phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
+def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "Internal server error",
+        "The server failed to handle this request; it has been logged.",
+    )
+
+
+def _database_unavailable(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    # The database is down or restarting: nothing was acknowledged, so the client retries.
+    logger.warning("database unavailable in %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "database-unavailable",
+        "Database unavailable",
+        "The database cannot be reached right now; nothing of this request was applied. "
+        "Retry after the delay given in Retry-After.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """The handlers to install on the app; Litestar picks the most specific class."""
+    return {
+        ProblemError: _problem_error,
+        ValidationException: _validation_error,
+        msgspec.DecodeError: _msgspec_error,
+        HTTPException: _http_error,
+        sql_errors.OperationalError: _database_unavailable,
+        sql_errors.InterfaceError: _database_unavailable,
+        sql_errors.TimeoutError: _database_unavailable,
+        OSError: _database_unavailable,
+        Exception: _unexpected_error,
+    }

@@ -1,0 +1,1 @@
+"""HTTP route handlers, one module per area; `sync_server.app.create_app` assembles them."""

@@ -1,0 +1,57 @@
+"""Liveness and readiness probes for load balancers and orchestrators.
+
+`/health` says the process answers; `/ready` says it can also reach its database, so a
+balancer stops sending traffic to an instance whose database is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import Final
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.types import ControllerRouterHandler
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync_server.db import check_database
+from sync_server.problems import ProblemError
+
+__all__ = ["ROUTES", "health", "ready"]
+
+logger = logging.getLogger(__name__)
+
+# A probe must answer quickly even when the database hangs (e.g. SQLite busy_timeout).
+READY_TIMEOUT_S: Final = 2.0
+
+
+@get("/health", tags=["operations"], summary="The process is alive")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get(
+    "/ready",
+    tags=["operations"],
+    summary="The process can serve traffic (its database answers)",
+)
+async def ready(engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await check_database(engine)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        logger.warning("readiness check failed: %r", exc)
+        raise ProblemError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "database-unavailable",
+            "Database unavailable",
+            "The server cannot reach its database; retry shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc
+    return {"status": "ready"}
+
+
+ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (health, ready)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync_server import __version__
+from sync_server.app import create_app
+from sync_server.problems import PROBLEM_MEDIA_TYPE
+from sync_server.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+
+
+async def test_health(settings: Settings, migrated_engine: AsyncEngine) -> None:
+    async with AsyncTestClient(create_app(settings, engine=migrated_engine)) as client:
+        response = await client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_when_database_answers(
+    settings: Settings, migrated_engine: AsyncEngine
+) -> None:
+    async with AsyncTestClient(create_app(settings, engine=migrated_engine)) as client:
+        response = await client.get("/ready")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+async def test_app_creates_and_disposes_its_own_engine(settings: Settings) -> None:
+    async with AsyncTestClient(create_app(settings)) as client:
+        response = await client.get("/ready")
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "unreachable",
+    [
+        pytest.param("postgresql+asyncpg://postgres@127.0.0.1:1/test", id="postgres-port-1"),
+        pytest.param("sqlite-under-a-file", id="sqlite-unwritable-path"),
+    ],
+)
+async def test_not_ready_when_database_is_unreachable(tmp_path: Path, unreachable: str) -> None:
+    if unreachable == "sqlite-under-a-file":
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("a file where the database directory should be")
+        settings = Settings(
+            secret_key=SECRET,
+            environment="test",
+            database_url=f"sqlite+aiosqlite:///{blocker / 'data' / 'touchline.db'}",
+        )
+    else:
+        settings = Settings(
+            secret_key=SECRET,
+            environment="test",
+            database_url=unreachable,
+            database_schema="grassroots",
+        )
+
+    async with AsyncTestClient(create_app(settings)) as client:
+        health = await client.get("/health")
+        response = await client.get("/ready")
+
+    assert health.status_code == 200
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert response.headers["retry-after"] == "1"
+    problem = response.json()
+    assert problem["type"] == "/problems/database-unavailable"
+    assert problem["status"] == 503
+    assert "127.0.0.1" not in problem["detail"]  # no connection details leak
+
+
+async def test_openapi_schema(settings: Settings, migrated_engine: AsyncEngine) -> None:
+    async with AsyncTestClient(create_app(settings, engine=migrated_engine)) as client:
+        response = await client.get("/schema/openapi.json")
+
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["info"] == {"title": "Touchline sync server", "version": __version__}
+    assert {"/health", "/ready"} <= set(schema["paths"])
+
+
+async def test_cors_only_when_configured(settings: Settings, migrated_engine: AsyncEngine) -> None:
+    origin = "https://coach.example"
+    with_cors = Settings(
+        secret_key=SECRET,
+        environment="test",
+        database_url=settings.database_url,
+        database_schema=settings.database_schema,
+        cors_origins=(origin,),
+    )
+    preflight = {"origin": origin, "access-control-request-method": "GET"}
+
+    async with AsyncTestClient(create_app(with_cors, engine=migrated_engine)) as client:
+        allowed = await client.options("/health", headers=preflight)
+    async with AsyncTestClient(create_app(settings, engine=migrated_engine)) as client:
+        plain = await client.get("/health", headers={"origin": origin})
+
+    assert allowed.headers["access-control-allow-origin"] == origin
+    assert "access-control-allow-origin" not in plain.headers
