@@ -1,0 +1,122 @@
+"""The one application factory, used by the CLI, `uvicorn --factory` and the tests."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import ControllerRouterHandler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync_server import __version__
+from sync_server.db import create_engine
+from sync_server.problems import exception_handlers
+from sync_server.routes import health
+from sync_server.routes import sync as sync_routes
+from sync_server.settings import Settings
+from sync_server.store import ChangeStore
+from sync_server.store_sql import SqlChangeStore
+
+__all__ = ["app_from_env", "configure_logging", "create_app"]
+
+
+class _EngineLifespan:
+    """Owns the engine for the app's lifetime unless the caller passed one in.
+
+    An engine passed to `create_app` belongs to the caller (tests share one across apps)
+    and is not disposed here.
+    """
+
+    def __init__(self, settings: Settings, engine: AsyncEngine | None) -> None:
+        self._settings = settings
+        self._given = engine
+        self._engine = engine
+        self._store = self._make_store(engine) if engine is not None else None
+
+    def _make_store(self, engine: AsyncEngine) -> ChangeStore:
+        return SqlChangeStore(engine, max_skew_ms=self._settings.max_clock_skew_ms)
+
+    @asynccontextmanager
+    async def __call__(self, _app: Litestar) -> AsyncIterator[None]:
+        if self._given is not None:
+            yield
+            return
+        self._engine = create_engine(self._settings)
+        self._store = self._make_store(self._engine)
+        try:
+            yield
+        finally:
+            await self._engine.dispose()
+            self._engine = None
+            self._store = None
+
+    async def provide(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the database engine exists only while the app is running")
+        return self._engine
+
+    async def provide_store(self) -> ChangeStore:
+        if self._store is None:
+            raise RuntimeError("the change store exists only while the app is running")
+        return self._store
+
+
+def _freeze_startup_objects() -> None:
+    # Everything allocated at start-up lives for the whole process; moving it out of the
+    # collector's generations keeps full collections (and their pauses) short.
+    gc.freeze()
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Litestar:
+    """Build the Litestar app; handlers receive `settings` and `engine` by injection."""
+    engine_lifespan = _EngineLifespan(settings, engine)
+
+    async def provide_settings() -> Settings:
+        return settings
+
+    route_handlers: list[ControllerRouterHandler] = [*health.ROUTES, sync_routes.router]
+
+    return Litestar(
+        route_handlers=route_handlers,
+        dependencies={
+            "settings": Provide(provide_settings, use_cache=True),
+            "engine": Provide(engine_lifespan.provide),
+            "store": Provide(engine_lifespan.provide_store),
+        },
+        lifespan=[engine_lifespan],
+        # Tests build many short-lived apps; freezing would pin each one's garbage.
+        on_startup=[] if settings.environment == "test" else [_freeze_startup_objects],
+        exception_handlers=exception_handlers(),
+        cors_config=(
+            CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
+        ),
+        openapi_config=OpenAPIConfig(
+            title="Touchline sync server",
+            version=__version__,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        # Logging is the process's business (see sync_server.cli), not the app's: an app
+        # that reconfigured the root logger would also clobber pytest's log capture.
+        logging_config=None,
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for `uvicorn sync_server.app:app_from_env --factory`."""
+    configure_logging()
+    return create_app(Settings.from_env(os.environ))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send the server's own log records to stderr (uvicorn configures only its loggers)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,61 @@
+"""The change store seam: where pushes are applied and pulls are read.
+
+Every implementation passes the contract suite in ``tests/test_store_contract.py``. The store
+owns transactions: ``push`` returns only after its changes are durable, so the caller may
+acknowledge and publish.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Protocol, runtime_checkable
+
+from protocol.wire import (
+    ConflictRecord,
+    PullRequest,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    ReinstateResponse,
+)
+
+SERVER_DEVICE = "server"
+"""The device id under which the server itself records changes (reinstated conflict values).
+Clients may not push as this device."""
+
+
+class WallClock(Protocol):
+    """Physical time in epoch milliseconds; tests inject a fake one."""
+
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+@runtime_checkable
+class ChangeStore(Protocol):
+    async def push(self, club_id: uuid.UUID, request: PushRequest) -> PushResponse:
+        """Apply a change set atomically and idempotently; raise ``PushRejected`` if refused."""
+        ...
+
+    async def pull(self, club_id: uuid.UUID, request: PullRequest) -> PullResponse:
+        """Changes after ``request.cursor`` in server order, and conflicts recorded meanwhile."""
+        ...
+
+    async def conflicts(
+        self, club_id: uuid.UUID, *, match_id: uuid.UUID | None, since: int
+    ) -> list[ConflictRecord]:
+        """The conflict ledger, oldest first."""
+        ...
+
+    async def reinstate(self, club_id: uuid.UUID, conflict_id: uuid.UUID) -> ReinstateResponse:
+        """Write a conflict's losing value again, causally after the winner."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise when the backing database cannot be reached."""
+        ...

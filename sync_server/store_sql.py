@@ -1,0 +1,575 @@
+"""The change store on SQLAlchemy Core: SQLite (embedded default) and PostgreSQL.
+
+A push is one transaction: lock the club's row (so server sequences commit in order and two
+pushes never merge the same record from stale reads), load what the pure planner needs, plan,
+write the log, the merged records, the conflicts and the device cursor, commit. Nothing is
+acknowledged before that commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Row, Table, and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from protocol import merge
+from protocol.hlc import Hlc
+from protocol.ingest import (
+    DeviceCursor,
+    PushPlan,
+    PushRejected,
+    RecordKey,
+    StoredChange,
+    plan_push,
+    record_keys,
+)
+from protocol.schema import TABLES, FieldType, Scalar
+from protocol.wire import (
+    Change,
+    ConflictRecord,
+    ConflictSide,
+    LoggedChange,
+    Op,
+    PullRequest,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    ReinstateResponse,
+)
+from sync_server import tables
+from sync_server.store import SERVER_DEVICE, SystemClock, WallClock
+
+_FIELDS = msgspec.json.Decoder(dict[str, Scalar])
+_SCALAR: msgspec.json.Decoder[Scalar] = msgspec.json.Decoder(Scalar)
+_encode = msgspec.json.encode
+
+
+def _to_uuid(value: Scalar) -> uuid.UUID:
+    return uuid.UUID(str(value))
+
+
+def _to_date(value: Scalar) -> date:
+    return date.fromisoformat(str(value))
+
+
+def _to_datetime(value: Scalar) -> datetime:
+    return datetime.fromisoformat(str(value))
+
+
+_COLUMN_VALUE: Mapping[FieldType, Callable[[Scalar], Any]] = {
+    FieldType.UUID: _to_uuid,
+    FieldType.DATE: _to_date,
+    FieldType.TIMESTAMP: _to_datetime,
+}
+
+
+def _from_ms(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+class SqlChangeStore:
+    """:class:`sync_server.store.ChangeStore` over an async SQLAlchemy engine."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, max_skew_ms: int, clock: WallClock | None = None
+    ) -> None:
+        self._engine = engine
+        self._max_skew_ms = max_skew_ms
+        self._clock = clock or SystemClock()
+        dialect = engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._upserts = {
+            name: self._upsert_statement(t) for name, t in tables.DOMAIN_TABLES.items()
+        }
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # -- push -------------------------------------------------------------------------------
+
+    async def push(self, club_id: uuid.UUID, request: PushRequest) -> PushResponse:
+        if request.device_id == SERVER_DEVICE:
+            raise PushRejected(
+                403, "reserved-device", "Reserved device id",
+                f"device id {SERVER_DEVICE!r} is reserved for changes the server records",
+            )  # fmt: skip
+        async with self._engine.begin() as conn:
+            head, club_max = await self._lock_club(conn, club_id)
+            device = await self._device(conn, club_id, request.device_id)
+            stored = await self._stored(conn, club_id, request, device.last_seq)
+            records = await self._states(conn, club_id, record_keys(request))
+            now_ms = self._clock.now_ms()
+            plan = plan_push(
+                request,
+                device=device,
+                stored=stored,
+                records=records,
+                now_ms=now_ms,
+                max_skew_ms=self._max_skew_ms,
+                club_max=club_max,
+            )
+            conflicts = await self._write(conn, club_id, request.device_id, plan, head, now_ms)
+        return PushResponse(
+            device_id=request.device_id,
+            acked_seq=plan.device.last_seq,
+            applied=len(plan.accepted),
+            duplicates=plan.duplicates,
+            cursor=head + len(plan.accepted),
+            restamped=plan.restamped,
+            conflicts=conflicts,
+            server_time_ms=now_ms,
+        )
+
+    async def _lock_club(self, conn: AsyncConnection, club_id: uuid.UUID) -> tuple[int, Hlc | None]:
+        """Create the club on first use and take its row lock for the transaction.
+
+        The lock serialises a club's pushes: sequences become visible in order (a pull never
+        skips a sequence committed late) and merges never read a state another push is
+        rewriting. SQLite gets the same from ``BEGIN IMMEDIATE``.
+        """
+        now = _from_ms(self._clock.now_ms())
+        await conn.execute(
+            self._insert(tables.clubs)
+            .values(id=club_id, name=None, log_seq=0, created_at=now)
+            .on_conflict_do_nothing(index_elements=[tables.clubs.c.id])
+        )
+        clubs = tables.clubs
+        query = select(clubs.c.log_seq, clubs.c.max_hlc).where(clubs.c.id == club_id)
+        row = (await conn.execute(query.with_for_update())).one()
+        return int(row.log_seq), Hlc.parse(row.max_hlc) if row.max_hlc else None
+
+    async def _device(
+        self, conn: AsyncConnection, club_id: uuid.UUID, device_id: str
+    ) -> DeviceCursor:
+        d = tables.devices
+        row = (
+            await conn.execute(
+                select(d.c.last_seq, d.c.last_hlc).where(
+                    d.c.club_id == club_id, d.c.id == device_id
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return DeviceCursor()
+        return DeviceCursor(int(row.last_seq), Hlc.parse(row.last_hlc) if row.last_hlc else None)
+
+    async def _stored(
+        self, conn: AsyncConnection, club_id: uuid.UUID, request: PushRequest, last_seq: int
+    ) -> dict[int, StoredChange]:
+        """The stored copies of re-sent changes (only read when the set overlaps the log)."""
+        first = request.changes[0].seq
+        if first > last_seq:
+            return {}
+        log = tables.change_log
+        rows = await conn.execute(
+            select(
+                log.c.device_seq,
+                log.c.sent_hlc,
+                log.c.hlc,
+                log.c.table_name,
+                log.c.record_id,
+                log.c.op,
+                log.c.fields,
+            ).where(
+                log.c.club_id == club_id,
+                log.c.device_id == request.device_id,
+                log.c.device_seq.between(first, min(last_seq, request.changes[-1].seq)),
+            )
+        )
+        return {
+            int(r.device_seq): StoredChange(
+                int(r.device_seq),
+                r.sent_hlc,
+                r.hlc,
+                r.table_name,
+                r.record_id,
+                r.op,
+                _FIELDS.decode(r.fields),
+            )
+            for r in rows
+        }
+
+    async def _states(
+        self, conn: AsyncConnection, club_id: uuid.UUID, keys: Iterable[RecordKey]
+    ) -> dict[RecordKey, merge.RecordState]:
+        by_table: dict[str, list[uuid.UUID]] = {}
+        for table_name, record_id in keys:
+            by_table.setdefault(table_name, []).append(record_id)
+        states: dict[RecordKey, merge.RecordState] = {}
+        for table_name, ids in by_table.items():
+            t = tables.DOMAIN_TABLES[table_name]
+            rows = await conn.execute(
+                select(t.c.id, t.c.sync_state).where(t.c.club_id == club_id, t.c.id.in_(ids))
+            )
+            for row in rows:
+                states[(table_name, row.id)] = merge.decode_state(row.sync_state)
+        return states
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        club_id: uuid.UUID,
+        device_id: str,
+        plan: PushPlan,
+        head: int,
+        now_ms: int,
+    ) -> list[ConflictRecord]:
+        if not plan.accepted:
+            return []
+        received = _from_ms(now_ms)
+        last_seq_of: dict[RecordKey, int] = {}
+        log_rows = []
+        for offset, accepted in enumerate(plan.accepted, start=1):
+            change = accepted.change
+            last_seq_of[(change.table, change.id)] = head + offset
+            log_rows.append(
+                {
+                    "club_id": club_id,
+                    "server_seq": head + offset,
+                    "device_id": device_id,
+                    "device_seq": change.seq,
+                    "hlc": accepted.hlc.encode(),
+                    "sent_hlc": change.hlc,
+                    "table_name": change.table,
+                    "record_id": change.id,
+                    "match_id": accepted.match_id,
+                    "op": change.op,
+                    "fields": _encode(change.fields).decode(),
+                    "received_at": received,
+                }
+            )
+        await conn.execute(insert(tables.change_log), log_rows)
+        await conn.execute(
+            update(tables.clubs)
+            .where(tables.clubs.c.id == club_id)
+            .values(
+                log_seq=head + len(plan.accepted),
+                max_hlc=plan.club_max.encode() if plan.club_max else None,
+            )
+        )
+        await self._upsert_records(conn, club_id, plan.states, last_seq_of)
+        records = [
+            ConflictRecord(
+                id=uuid.uuid4(),
+                server_seq=head + 1 + found.change_index,
+                table=found.table,  # type: ignore[arg-type]
+                record_id=found.record_id,
+                match_id=found.match_id,
+                field=found.conflict.field,
+                winner=_side(found.conflict.winner),
+                loser=_side(found.conflict.loser),
+                detected_at=received.isoformat(),
+            )
+            for found in plan.conflicts
+        ]
+        if records:
+            await conn.execute(
+                insert(tables.conflicts), [_conflict_row(club_id, c, received) for c in records]
+            )
+        await self._save_device(conn, club_id, device_id, plan.device, received)
+        return records
+
+    async def _upsert_records(
+        self,
+        conn: AsyncConnection,
+        club_id: uuid.UUID,
+        states: Mapping[RecordKey, merge.RecordState],
+        last_seq_of: Mapping[RecordKey, int],
+    ) -> None:
+        rows_by_table: dict[str, list[dict[str, Any]]] = {}
+        for (table_name, record_id), state in states.items():
+            rows_by_table.setdefault(table_name, []).append(
+                _domain_row(
+                    table_name, club_id, record_id, state, last_seq_of[(table_name, record_id)]
+                )
+            )
+        for table_name, rows in rows_by_table.items():
+            await conn.execute(self._upserts[table_name], rows)
+
+    async def _save_device(
+        self,
+        conn: AsyncConnection,
+        club_id: uuid.UUID,
+        device_id: str,
+        cursor: DeviceCursor,
+        when: datetime,
+    ) -> None:
+        d = tables.devices
+        last_hlc = cursor.last_hlc.encode() if cursor.last_hlc else None
+        statement = self._insert(d).values(
+            club_id=club_id,
+            id=device_id,
+            last_seq=cursor.last_seq,
+            last_hlc=last_hlc,
+            created_at=when,
+            last_push_at=when,
+        )
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[d.c.club_id, d.c.id],
+                set_={"last_seq": cursor.last_seq, "last_hlc": last_hlc, "last_push_at": when},
+            )
+        )
+
+    def _upsert_statement(self, table: Table) -> Any:
+        statement = self._insert(table)
+        keep = {"club_id", "id"}
+        return statement.on_conflict_do_update(
+            index_elements=[table.c.club_id, table.c.id],
+            set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keep},
+        )
+
+    # -- pull -------------------------------------------------------------------------------
+
+    async def pull(self, club_id: uuid.UUID, request: PullRequest) -> PullResponse:
+        log = tables.change_log
+        async with self._engine.connect() as conn:
+            # Read the head first: every sequence up to it is committed (pushes commit in
+            # sequence order under the club lock), so nothing below the cursor we hand out
+            # can appear later.
+            head = await self._head(conn, club_id)
+            conditions = [
+                log.c.club_id == club_id,
+                log.c.server_seq > request.cursor,
+                log.c.server_seq <= head,
+            ]
+            if request.match_id is not None:
+                conditions.append(log.c.match_id == request.match_id)
+            if not request.include_own:
+                conditions.append(log.c.device_id != request.device_id)
+            rows = (
+                await conn.execute(
+                    select(log)
+                    .where(*conditions)
+                    .order_by(log.c.server_seq)
+                    .limit(request.limit + 1)
+                )
+            ).all()
+            has_more = len(rows) > request.limit
+            rows = rows[: request.limit]
+            cursor = rows[-1].server_seq if has_more else max(head, request.cursor)
+            conflicts = await self._conflicts_between(
+                conn, club_id, request.match_id, request.cursor, cursor
+            )
+        return PullResponse(
+            changes=[_logged(r) for r in rows],
+            conflicts=conflicts,
+            cursor=int(cursor),
+            has_more=has_more,
+            server_time_ms=self._clock.now_ms(),
+        )
+
+    async def _head(self, conn: AsyncConnection, club_id: uuid.UUID) -> int:
+        query = select(tables.clubs.c.log_seq).where(tables.clubs.c.id == club_id)
+        return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+    # -- conflicts --------------------------------------------------------------------------
+
+    async def conflicts(
+        self, club_id: uuid.UUID, *, match_id: uuid.UUID | None, since: int
+    ) -> list[ConflictRecord]:
+        async with self._engine.connect() as conn:
+            head = await self._head(conn, club_id)
+            return await self._conflicts_between(conn, club_id, match_id, since, head)
+
+    async def _conflicts_between(
+        self,
+        conn: AsyncConnection,
+        club_id: uuid.UUID,
+        match_id: uuid.UUID | None,
+        after: int,
+        through: int,
+    ) -> list[ConflictRecord]:
+        c = tables.conflicts
+        conditions = [c.c.club_id == club_id, c.c.server_seq > after, c.c.server_seq <= through]
+        if match_id is not None:
+            conditions.append(c.c.match_id == match_id)
+        rows = await conn.execute(
+            select(c).where(and_(*conditions)).order_by(c.c.server_seq, c.c.field)
+        )
+        return [_conflict(r) for r in rows]
+
+    async def reinstate(self, club_id: uuid.UUID, conflict_id: uuid.UUID) -> ReinstateResponse:
+        c = tables.conflicts
+        async with self._engine.begin() as conn:
+            head, club_max = await self._lock_club(conn, club_id)
+            row = (
+                await conn.execute(select(c).where(c.c.club_id == club_id, c.c.id == conflict_id))
+            ).one_or_none()
+            if row is None:
+                raise PushRejected(
+                    404,
+                    "not-found",
+                    "Conflict not found",
+                    f"no conflict {conflict_id} in this club",
+                )
+            conflict = _conflict(row)
+            key = (conflict.table, conflict.record_id)
+            current = (await self._states(conn, club_id, [key]))[key]
+            device = await self._device(conn, club_id, SERVER_DEVICE)
+            now_ms = self._clock.now_ms()
+            change, seen = _reinstating_change(conflict, current, device, now_ms)
+            hlc = Hlc.parse(change.hlc)
+            request = PushRequest(device_id=SERVER_DEVICE, changes=[change], seen=seen)
+            plan = plan_push(
+                request,
+                device=device,
+                stored={},
+                records={key: current},
+                now_ms=now_ms,
+                # The reinstated value must sort after the winner even if that one was
+                # stamped at the skew ceiling, so this one change is never capped.
+                max_skew_ms=max(self._max_skew_ms, hlc.wall_ms - now_ms + 1),
+                club_max=club_max,
+            )
+            await self._write(conn, club_id, SERVER_DEVICE, plan, head, now_ms)
+            await conn.execute(
+                update(c)
+                .where(c.c.club_id == club_id, c.c.id == conflict_id)
+                .values(reinstated_seq=head + 1)
+            )
+        accepted = plan.accepted[0]
+        logged = LoggedChange(
+            server_seq=head + 1,
+            device_id=SERVER_DEVICE,
+            seq=change.seq,
+            hlc=accepted.hlc.encode(),
+            table=change.table,
+            id=change.id,
+            op=change.op,
+            fields=dict(change.fields),
+        )
+        return ReinstateResponse(
+            conflict=msgspec.structs.replace(conflict, reinstated_seq=head + 1),
+            change=logged,
+            cursor=head + 1,
+        )
+
+
+def _reinstating_change(
+    conflict: ConflictRecord, current: merge.RecordState, device: DeviceCursor, now_ms: int
+) -> tuple[Change, dict[str, int]]:
+    """The change that writes the losing value back, ordered after whatever holds the field
+    now (and having 'seen' it, so it is a causal overwrite, not a new conflict)."""
+    if conflict.field == merge.DELETED:
+        holder = current.deleted
+    else:
+        holder = current.fields.get(conflict.field)
+    floor = [Hlc(now_ms, 0)]
+    if holder is not None:
+        floor.append(Hlc.parse(holder.hlc).successor())
+    if device.last_hlc is not None:
+        floor.append(device.last_hlc.successor())
+    hlc = max(floor).encode()
+    seen = {holder.device_id: holder.seq} if holder is not None else {}
+    seq = device.last_seq + 1
+    if conflict.field == merge.DELETED:
+        op: Op = "delete" if conflict.loser.value is True else "restore"
+        change = Change(seq=seq, hlc=hlc, table=conflict.table, id=conflict.record_id, op=op)
+    else:
+        change = Change(
+            seq=seq,
+            hlc=hlc,
+            table=conflict.table,
+            id=conflict.record_id,
+            fields={conflict.field: conflict.loser.value},
+        )
+    return change, seen
+
+
+def _domain_row(
+    table_name: str, club_id: uuid.UUID, record_id: uuid.UUID, state: merge.RecordState, seq: int
+) -> dict[str, Any]:
+    spec = TABLES[table_name]
+    row: dict[str, Any] = {
+        "club_id": club_id,
+        "id": record_id,
+        "sync_state": merge.encode_state(state).decode(),
+        "is_deleted": state.is_deleted,
+        "deleted_at": _from_ms(Hlc.parse(state.deleted.hlc).wall_ms)
+        if state.is_deleted and state.deleted is not None
+        else None,
+        "updated_seq": seq,
+    }
+    for name, field_spec in spec.fields.items():
+        version = state.fields.get(name)
+        value = None if version is None else version.value
+        convert = _COLUMN_VALUE.get(field_spec.type)
+        row[name] = convert(value) if convert is not None and value is not None else value
+    return row
+
+
+def _side(version: merge.FieldVersion) -> ConflictSide:
+    return ConflictSide(
+        value=version.value, device_id=version.device_id, seq=version.seq, hlc=version.hlc
+    )
+
+
+def _conflict_row(club_id: uuid.UUID, record: ConflictRecord, when: datetime) -> dict[str, Any]:
+    return {
+        "club_id": club_id,
+        "id": record.id,
+        "server_seq": record.server_seq,
+        "table_name": record.table,
+        "record_id": record.record_id,
+        "match_id": record.match_id,
+        "field": record.field,
+        "winner_value": _encode(record.winner.value).decode(),
+        "winner_device": record.winner.device_id,
+        "winner_device_seq": record.winner.seq,
+        "winner_hlc": record.winner.hlc,
+        "loser_value": _encode(record.loser.value).decode(),
+        "loser_device": record.loser.device_id,
+        "loser_device_seq": record.loser.seq,
+        "loser_hlc": record.loser.hlc,
+        "detected_at": when,
+        "reinstated_seq": None,
+    }
+
+
+def _conflict(row: Row[Any]) -> ConflictRecord:
+    detected = row.detected_at
+    if detected.tzinfo is None:  # SQLite keeps no zone; everything stored is UTC
+        detected = detected.replace(tzinfo=UTC)
+    return ConflictRecord(
+        id=row.id,
+        server_seq=int(row.server_seq),
+        table=row.table_name,
+        record_id=row.record_id,
+        match_id=row.match_id,
+        field=row.field,
+        winner=ConflictSide(
+            value=_SCALAR.decode(row.winner_value),
+            device_id=row.winner_device,
+            seq=int(row.winner_device_seq),
+            hlc=row.winner_hlc,
+        ),
+        loser=ConflictSide(
+            value=_SCALAR.decode(row.loser_value),
+            device_id=row.loser_device,
+            seq=int(row.loser_device_seq),
+            hlc=row.loser_hlc,
+        ),
+        detected_at=detected.isoformat(),
+        reinstated_seq=row.reinstated_seq,
+    )
+
+
+def _logged(row: Row[Any]) -> LoggedChange:
+    return LoggedChange(
+        server_seq=int(row.server_seq),
+        device_id=row.device_id,
+        seq=int(row.device_seq),
+        hlc=row.hlc,
+        table=row.table_name,
+        id=row.record_id,
+        op=row.op,
+        fields=_FIELDS.decode(row.fields),
+    )
