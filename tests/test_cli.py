@@ -79,6 +79,22 @@ def test_migrate_then_serve(server_env: dict[str, str], tmp_path: Path, free_tcp
             health = _wait_until_healthy(client, server, log_path)
             schema = client.get("/schema/openapi.json")
             ready = client.get("/ready")
+            pushed = client.post(
+                "/api/sync/push",
+                headers={"Touchline-Club": "0b6a3a47-3f0e-4a43-9a8e-2f1f3c1a5b10"},
+                json={
+                    "device_id": "phone-1",
+                    "changes": [
+                        {
+                            "seq": 1,
+                            "hlc": "001780000000000-00000",
+                            "table": "teams",
+                            "id": "5f1c0c56-1f8e-4f6e-9d0a-0a1b2c3d4e5f",
+                            "fields": {"name": "Riverside U10"},
+                        }
+                    ],
+                },
+            )
     finally:
         server.terminate()
         try:
@@ -90,7 +106,10 @@ def test_migrate_then_serve(server_env: dict[str, str], tmp_path: Path, free_tcp
     assert health.json() == {"status": "ok"}
     assert schema.status_code == 200
     assert schema.json()["info"]["title"] == "Touchline sync server"
+    assert {"/api/sync/push", "/api/sync/pull"} <= schema.json()["paths"].keys()
     assert ready.status_code == 200
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json()["acked_seq"] == 1
 
 
 def _wait_until_healthy(
