@@ -12,14 +12,13 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server import __version__
 from sync_server.db import create_engine
 from sync_server.problems import exception_handlers
-from sync_server.routes import health
+from sync_server.routes import api_docs, health
 from sync_server.routes import sync as sync_routes
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
@@ -82,7 +81,11 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
     async def provide_settings() -> Settings:
         return settings
 
-    route_handlers: list[ControllerRouterHandler] = [*health.ROUTES, sync_routes.router]
+    route_handlers: list[ControllerRouterHandler] = [
+        *health.ROUTES,
+        api_docs.assets_router(),
+        sync_routes.router,
+    ]
 
     return Litestar(
         route_handlers=route_handlers,
@@ -102,7 +105,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
             title="Touchline sync server",
             version=__version__,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[api_docs.swagger_plugin()],
         ),
         # Logging is the process's business (see sync_server.cli), not the app's: an app
         # that reconfigured the root logger would also clobber pytest's log capture.

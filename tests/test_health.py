@@ -107,3 +107,13 @@ async def test_cors_only_when_configured(settings: Settings, migrated_engine: As
 
     assert allowed.headers["access-control-allow-origin"] == origin
     assert "access-control-allow-origin" not in plain.headers
+
+
+async def test_schema_page_loads_its_assets_from_the_server(settings: Settings) -> None:
+    async with AsyncTestClient(create_app(settings)) as client:
+        page = await client.get("/schema")
+        assert page.status_code == 200
+        assert "/schema-assets/swagger-ui-bundle.js" in page.text
+        assert "https://" not in page.text  # nothing from a CDN
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+            assert (await client.get(f"/schema-assets/{asset}")).status_code == 200
