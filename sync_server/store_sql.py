@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Table, and_, insert, select, update
+from sqlalchemy import Row, Table, and_, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -388,7 +388,11 @@ class SqlChangeStore:
         through: int,
     ) -> list[ConflictRecord]:
         c = tables.conflicts
-        conditions = [c.c.club_id == club_id, c.c.server_seq > after, c.c.server_seq <= through]
+        # A conflict travels when it is recorded and again when it is reinstated, so every
+        # device learns the ledger's current state from pulls alone.
+        recorded = and_(c.c.server_seq > after, c.c.server_seq <= through)
+        reinstated = and_(c.c.reinstated_seq > after, c.c.reinstated_seq <= through)
+        conditions = [c.c.club_id == club_id, or_(recorded, reinstated)]
         if match_id is not None:
             conditions.append(c.c.match_id == match_id)
         rows = await conn.execute(

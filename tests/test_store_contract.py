@@ -311,6 +311,11 @@ async def test_reinstating_a_lost_value_supersedes_the_winner(
     assert notes == "A's note"
     ledger = await store.conflicts(club, match_id=None, since=0)
     assert ledger[0].reinstated_seq == done.change.server_seq
+    # a device that had already pulled the conflict learns of the reinstatement by pulling
+    later = await store.pull(club, PullRequest(device_id="phone-b", cursor=conflict.server_seq))
+    assert [(c.id, c.reinstated_seq) for c in later.conflicts] == [
+        (conflict.id, done.change.server_seq)
+    ]
     with pytest.raises(PushRejected) as missing:
         await store.reinstate(club, uuid.uuid4())
     assert missing.value.status == 404
