@@ -17,7 +17,7 @@ from protocol import merge
 from protocol.hlc import Hlc, stamp
 from protocol.schema import TABLES, Scalar, check_value
 from protocol.vector_clock import VersionVector
-from protocol.wire import Change, PushRequest, Restamp
+from protocol.wire import Change, ConflictRecord, Op, PushRequest, Restamp
 
 RecordKey = tuple[str, uuid.UUID]
 
@@ -274,3 +274,37 @@ def _recognise(index: int, change: Change, stored: StoredChange | None, plan: Pu
     plan.duplicates += 1
     if stored.hlc != stored.sent_hlc:
         plan.restamped.append(Restamp(seq=change.seq, hlc=stored.hlc))
+
+
+def reinstating_change(
+    conflict: ConflictRecord, current: merge.RecordState, device: DeviceCursor, now_ms: int
+) -> tuple[Change, dict[str, int]]:
+    """The change (by the server's own device) that writes a conflict's losing value back.
+
+    Its HLC is after whatever holds the register now, and the returned version vector says
+    it has seen that holder, so it is a causal overwrite rather than a new conflict.
+    """
+    if conflict.field == merge.DELETED:
+        holder = current.deleted
+    else:
+        holder = current.fields.get(conflict.field)
+    floor = [Hlc(now_ms, 0)]
+    if holder is not None:
+        floor.append(Hlc.parse(holder.hlc).successor())
+    if device.last_hlc is not None:
+        floor.append(device.last_hlc.successor())
+    hlc = max(floor).encode()
+    seen = {holder.device_id: holder.seq} if holder is not None else {}
+    seq = device.last_seq + 1
+    if conflict.field == merge.DELETED:
+        op: Op = "delete" if conflict.loser.value is True else "restore"
+        change = Change(seq=seq, hlc=hlc, table=conflict.table, id=conflict.record_id, op=op)
+    else:
+        change = Change(
+            seq=seq,
+            hlc=hlc,
+            table=conflict.table,
+            id=conflict.record_id,
+            fields={conflict.field: conflict.loser.value},
+        )
+    return change, seen

@@ -9,8 +9,8 @@ acknowledged before that commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -28,14 +28,12 @@ from protocol.ingest import (
     StoredChange,
     plan_push,
     record_keys,
+    reinstating_change,
 )
-from protocol.schema import TABLES, FieldType, Scalar
+from protocol.schema import Scalar
 from protocol.wire import (
-    Change,
     ConflictRecord,
-    ConflictSide,
     LoggedChange,
-    Op,
     PullRequest,
     PullResponse,
     PushRequest,
@@ -43,34 +41,12 @@ from protocol.wire import (
     ReinstateResponse,
 )
 from sync_server import tables
+from sync_server.ledger import conflict_from_row, conflict_row, side
+from sync_server.projection import domain_row, from_ms
 from sync_server.store import SERVER_DEVICE, SystemClock, WallClock
 
 _FIELDS = msgspec.json.Decoder(dict[str, Scalar])
-_SCALAR: msgspec.json.Decoder[Scalar] = msgspec.json.Decoder(Scalar)
 _encode = msgspec.json.encode
-
-
-def _to_uuid(value: Scalar) -> uuid.UUID:
-    return uuid.UUID(str(value))
-
-
-def _to_date(value: Scalar) -> date:
-    return date.fromisoformat(str(value))
-
-
-def _to_datetime(value: Scalar) -> datetime:
-    return datetime.fromisoformat(str(value))
-
-
-_COLUMN_VALUE: Mapping[FieldType, Callable[[Scalar], Any]] = {
-    FieldType.UUID: _to_uuid,
-    FieldType.DATE: _to_date,
-    FieldType.TIMESTAMP: _to_datetime,
-}
-
-
-def _from_ms(epoch_ms: int) -> datetime:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
 
 class SqlChangeStore:
@@ -134,7 +110,7 @@ class SqlChangeStore:
         skips a sequence committed late) and merges never read a state another push is
         rewriting. SQLite gets the same from ``BEGIN IMMEDIATE``.
         """
-        now = _from_ms(self._clock.now_ms())
+        now = from_ms(self._clock.now_ms())
         await conn.execute(
             self._insert(tables.clubs)
             .values(id=club_id, name=None, log_seq=0, created_at=now)
@@ -223,7 +199,7 @@ class SqlChangeStore:
     ) -> list[ConflictRecord]:
         if not plan.accepted:
             return []
-        received = _from_ms(now_ms)
+        received = from_ms(now_ms)
         last_seq_of: dict[RecordKey, int] = {}
         log_rows = []
         for offset, accepted in enumerate(plan.accepted, start=1):
@@ -263,15 +239,15 @@ class SqlChangeStore:
                 record_id=found.record_id,
                 match_id=found.match_id,
                 field=found.conflict.field,
-                winner=_side(found.conflict.winner),
-                loser=_side(found.conflict.loser),
+                winner=side(found.conflict.winner),
+                loser=side(found.conflict.loser),
                 detected_at=received.isoformat(),
             )
             for found in plan.conflicts
         ]
         if records:
             await conn.execute(
-                insert(tables.conflicts), [_conflict_row(club_id, c, received) for c in records]
+                insert(tables.conflicts), [conflict_row(club_id, c, received) for c in records]
             )
         await self._save_device(conn, club_id, device_id, plan.device, received)
         return records
@@ -286,7 +262,7 @@ class SqlChangeStore:
         rows_by_table: dict[str, list[dict[str, Any]]] = {}
         for (table_name, record_id), state in states.items():
             rows_by_table.setdefault(table_name, []).append(
-                _domain_row(
+                domain_row(
                     table_name, club_id, record_id, state, last_seq_of[(table_name, record_id)]
                 )
             )
@@ -398,7 +374,7 @@ class SqlChangeStore:
         rows = await conn.execute(
             select(c).where(and_(*conditions)).order_by(c.c.server_seq, c.c.field)
         )
-        return [_conflict(r) for r in rows]
+        return [conflict_from_row(r) for r in rows]
 
     async def reinstate(self, club_id: uuid.UUID, conflict_id: uuid.UUID) -> ReinstateResponse:
         c = tables.conflicts
@@ -414,12 +390,12 @@ class SqlChangeStore:
                     "Conflict not found",
                     f"no conflict {conflict_id} in this club",
                 )
-            conflict = _conflict(row)
+            conflict = conflict_from_row(row)
             key = (conflict.table, conflict.record_id)
             current = (await self._states(conn, club_id, [key]))[key]
             device = await self._device(conn, club_id, SERVER_DEVICE)
             now_ms = self._clock.now_ms()
-            change, seen = _reinstating_change(conflict, current, device, now_ms)
+            change, seen = reinstating_change(conflict, current, device, now_ms)
             hlc = Hlc.parse(change.hlc)
             request = PushRequest(device_id=SERVER_DEVICE, changes=[change], seen=seen)
             plan = plan_push(
@@ -455,115 +431,6 @@ class SqlChangeStore:
             change=logged,
             cursor=head + 1,
         )
-
-
-def _reinstating_change(
-    conflict: ConflictRecord, current: merge.RecordState, device: DeviceCursor, now_ms: int
-) -> tuple[Change, dict[str, int]]:
-    """The change that writes the losing value back, ordered after whatever holds the field
-    now (and having 'seen' it, so it is a causal overwrite, not a new conflict)."""
-    if conflict.field == merge.DELETED:
-        holder = current.deleted
-    else:
-        holder = current.fields.get(conflict.field)
-    floor = [Hlc(now_ms, 0)]
-    if holder is not None:
-        floor.append(Hlc.parse(holder.hlc).successor())
-    if device.last_hlc is not None:
-        floor.append(device.last_hlc.successor())
-    hlc = max(floor).encode()
-    seen = {holder.device_id: holder.seq} if holder is not None else {}
-    seq = device.last_seq + 1
-    if conflict.field == merge.DELETED:
-        op: Op = "delete" if conflict.loser.value is True else "restore"
-        change = Change(seq=seq, hlc=hlc, table=conflict.table, id=conflict.record_id, op=op)
-    else:
-        change = Change(
-            seq=seq,
-            hlc=hlc,
-            table=conflict.table,
-            id=conflict.record_id,
-            fields={conflict.field: conflict.loser.value},
-        )
-    return change, seen
-
-
-def _domain_row(
-    table_name: str, club_id: uuid.UUID, record_id: uuid.UUID, state: merge.RecordState, seq: int
-) -> dict[str, Any]:
-    spec = TABLES[table_name]
-    row: dict[str, Any] = {
-        "club_id": club_id,
-        "id": record_id,
-        "sync_state": merge.encode_state(state).decode(),
-        "is_deleted": state.is_deleted,
-        "deleted_at": _from_ms(Hlc.parse(state.deleted.hlc).wall_ms)
-        if state.is_deleted and state.deleted is not None
-        else None,
-        "updated_seq": seq,
-    }
-    for name, field_spec in spec.fields.items():
-        version = state.fields.get(name)
-        value = None if version is None else version.value
-        convert = _COLUMN_VALUE.get(field_spec.type)
-        row[name] = convert(value) if convert is not None and value is not None else value
-    return row
-
-
-def _side(version: merge.FieldVersion) -> ConflictSide:
-    return ConflictSide(
-        value=version.value, device_id=version.device_id, seq=version.seq, hlc=version.hlc
-    )
-
-
-def _conflict_row(club_id: uuid.UUID, record: ConflictRecord, when: datetime) -> dict[str, Any]:
-    return {
-        "club_id": club_id,
-        "id": record.id,
-        "server_seq": record.server_seq,
-        "table_name": record.table,
-        "record_id": record.record_id,
-        "match_id": record.match_id,
-        "field": record.field,
-        "winner_value": _encode(record.winner.value).decode(),
-        "winner_device": record.winner.device_id,
-        "winner_device_seq": record.winner.seq,
-        "winner_hlc": record.winner.hlc,
-        "loser_value": _encode(record.loser.value).decode(),
-        "loser_device": record.loser.device_id,
-        "loser_device_seq": record.loser.seq,
-        "loser_hlc": record.loser.hlc,
-        "detected_at": when,
-        "reinstated_seq": None,
-    }
-
-
-def _conflict(row: Row[Any]) -> ConflictRecord:
-    detected = row.detected_at
-    if detected.tzinfo is None:  # SQLite keeps no zone; everything stored is UTC
-        detected = detected.replace(tzinfo=UTC)
-    return ConflictRecord(
-        id=row.id,
-        server_seq=int(row.server_seq),
-        table=row.table_name,
-        record_id=row.record_id,
-        match_id=row.match_id,
-        field=row.field,
-        winner=ConflictSide(
-            value=_SCALAR.decode(row.winner_value),
-            device_id=row.winner_device,
-            seq=int(row.winner_device_seq),
-            hlc=row.winner_hlc,
-        ),
-        loser=ConflictSide(
-            value=_SCALAR.decode(row.loser_value),
-            device_id=row.loser_device,
-            seq=int(row.loser_device_seq),
-            hlc=row.loser_hlc,
-        ),
-        detected_at=detected.isoformat(),
-        reinstated_seq=row.reinstated_seq,
-    )
 
 
 def _logged(row: Row[Any]) -> LoggedChange:
