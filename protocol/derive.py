@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from protocol.merge import RecordState
 from protocol.schema import Scalar
 
 REGULAR_PERIODS = {"half": 2, "quarter": 4}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,10 @@ def _epoch_ms(value: Scalar) -> int | None:
     if not isinstance(value, str):
         return None
     try:
-        return int(datetime.fromisoformat(value).timestamp() * 1000)
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return None
+    if moment.tzinfo is None:
+        return None
+    # Integer arithmetic: float seconds * 1000 loses a millisecond for many instants.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_LOGICAL = 99_999
-_WIRE = re.compile(r"^([0-9]{15})-([0-9]{5})$")
+# END_OF_TEXT, not "$": in Python "$" also matches before a trailing newline, and "\Z" is
+# not understood by the JSON Schema (ECMAScript) readers of the OpenAPI document.
+END_OF_TEXT = r"(?![\s\S])"
+_WIRE = re.compile(r"^([0-9]{15})-([0-9]{5})" + END_OF_TEXT)
 HLC_PATTERN = _WIRE.pattern
 
 

@@ -123,9 +123,12 @@ def plan_push(
     records: Mapping[RecordKey, merge.RecordState],
     now_ms: int,
     max_skew_ms: int,
-    club_max: Hlc | None = None,
+    club_max: Hlc | None,
 ) -> PushPlan:
     """Decide what a change set does, or raise :class:`PushRejected` saying what is wrong.
+
+    ``club_max`` is the greatest effective HLC already stored in the club (None for a new
+    club); it is required so that no caller can forget the floor of the skew cap.
 
     Invariants the plan keeps: a device's sequences are dense (the first new change is
     ``last_seq + 1``); a change already stored is acknowledged and not applied again; the

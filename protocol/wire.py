@@ -12,10 +12,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from protocol.hlc import HLC_PATTERN
+from protocol.hlc import END_OF_TEXT, HLC_PATTERN
 from protocol.schema import Scalar, TableName
 
-DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+DeviceId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+" + END_OF_TEXT)
+]
 HlcText = Annotated[str, msgspec.Meta(pattern=HLC_PATTERN)]
 Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
 Cursor = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
