@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -50,6 +49,7 @@ CLOCK_ACTIONS: Final = (
 PERIOD_FORMATS: Final = ("half", "quarter")
 
 MAX_TEXT = 10_000
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 # RFC 3339: what every client (JavaScript's Date included) parses the same way.
 _RFC3339 = re.compile(
@@ -250,10 +250,8 @@ def check_value(spec: FieldSpec, value: Scalar) -> str | None:
 
 
 def _is_canonical_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
+    # A pattern rather than uuid.UUID(): this runs for every id of every change pushed.
+    return _CANONICAL_UUID.fullmatch(text) is not None
 
 
 def _is_date(text: str) -> bool:
