@@ -201,3 +201,20 @@ async def test_openapi_lists_the_sync_endpoints(client: AsyncTestClient[Litestar
     schema = (await client.get("/schema/openapi.json")).json()
     for path in ("/api/sync/push", "/api/sync/pull", "/api/sync/conflicts"):
         assert path in schema["paths"]
+
+
+async def test_large_pull_pages_are_gzipped_for_clients_that_accept_it(
+    client: AsyncTestClient[Litestar], club: dict[str, str]
+) -> None:
+    a = ScriptedDevice("phone-a", FakeClock())
+    match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    changes = new_match_changes(a, match, home, away) + [goal(a, match, home) for _ in range(40)]
+    await client.post("/api/sync/push", content=body(a.push(*changes)), headers=club)
+    pulled = await client.post(
+        "/api/sync/pull",
+        json={"device_id": "phone-b"},
+        headers={**club, "accept-encoding": "gzip"},
+    )
+    assert pulled.status_code == 200
+    assert pulled.headers["content-encoding"] == "gzip"
+    assert len(pulled.json()["changes"]) == 43  # httpx decodes it transparently
