@@ -23,7 +23,7 @@ from sync_server.routes import api_docs, health
 from sync_server.routes import sync as sync_routes
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
-from sync_server.store_sql import SqlChangeStore
+from sync_server.store_pg import open_store
 
 __all__ = ["app_from_env", "configure_logging", "create_app"]
 
@@ -42,7 +42,7 @@ class _EngineLifespan:
         self._store = self._make_store(engine) if engine is not None else None
 
     def _make_store(self, engine: AsyncEngine) -> ChangeStore:
-        return SqlChangeStore(engine, max_skew_ms=self._settings.max_clock_skew_ms)
+        return open_store(engine, max_skew_ms=self._settings.max_clock_skew_ms)
 
     @asynccontextmanager
     async def __call__(self, _app: Litestar) -> AsyncIterator[None]:

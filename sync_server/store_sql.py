@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from sqlalchemy import Row, and_, insert, or_, select, text, update
+from sqlalchemy import Row, Table, and_, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -43,23 +43,22 @@ from protocol.wire import (
     ReinstateResponse,
 )
 from sync_server import tables
-from sync_server.bulk_rows import BulkRows, CoreBulkRows, PostgresBulkRows
 from sync_server.ledger import conflict_from_row, conflict_row, side
 from sync_server.projection import domain_row, from_ms
 from sync_server.store import SERVER_DEVICE, SystemClock, WallClock
 
 _FIELDS = msgspec.json.Decoder(dict[str, Scalar])
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
-def _schema_of(engine: AsyncEngine) -> str | None:
+def schema_of(engine: AsyncEngine) -> str | None:
     """The schema the engine's translate map puts the tables in (raw SQL must name it)."""
     translate = engine.get_execution_options().get("schema_translate_map") or {}
     schema = translate.get(None)
     return str(schema) if schema else None
 
 
-def _lock_key(club_id: uuid.UUID) -> int:
+def lock_key(club_id: uuid.UUID) -> int:
     """A club's advisory lock key: 64 bits of its id (a collision only serialises two clubs)."""
     return int.from_bytes(club_id.bytes[:8], "big", signed=True)
 
@@ -83,9 +82,6 @@ class SqlChangeStore:
         # have them spin on the database file lock (busy_timeout), which gave second-long
         # tails and "database is locked" under load.
         self._writer = anyio.Lock() if not self._is_postgres else None
-        self._rows: BulkRows = (
-            PostgresBulkRows(_schema_of(engine)) if self._is_postgres else CoreBulkRows(dialect)
-        )
 
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
@@ -145,7 +141,7 @@ class SqlChangeStore:
         the same serialisation from ``BEGIN IMMEDIATE`` and the process's writer lock.
         """
         if self._is_postgres:
-            await conn.execute(_ADVISORY_LOCK, {"key": _lock_key(club_id)})
+            await conn.execute(ADVISORY_LOCK, {"key": lock_key(club_id)})
         clubs = tables.clubs
         query = select(clubs.c.log_seq, clubs.c.max_hlc).where(clubs.c.id == club_id)
         row = (await conn.execute(query)).one_or_none()
@@ -257,15 +253,8 @@ class SqlChangeStore:
                     "received_at": received,
                 }
             )
-        await self._rows.insert(conn, tables.change_log, log_rows)
-        await conn.execute(
-            update(tables.clubs)
-            .where(tables.clubs.c.id == club_id)
-            .values(
-                log_seq=head + len(plan.accepted),
-                max_hlc=plan.club_max.encode() if plan.club_max else None,
-            )
-        )
+        await self._insert_rows(conn, tables.change_log, log_rows)
+        await self._advance_club(conn, club_id, head + len(plan.accepted), plan.club_max)
         await self._upsert_records(conn, club_id, plan.states, last_seq_of)
         records = [
             ConflictRecord(
@@ -283,7 +272,7 @@ class SqlChangeStore:
         ]
         if records:
             conflict_rows = [conflict_row(club_id, c, received) for c in records]
-            await self._rows.insert(conn, tables.conflicts, conflict_rows)
+            await self._insert_rows(conn, tables.conflicts, conflict_rows)
         await self._save_device(conn, club_id, device_id, plan.device, received)
         return records
 
@@ -302,7 +291,35 @@ class SqlChangeStore:
                 )
             )
         for table_name, rows in rows_by_table.items():
-            await self._rows.upsert(conn, tables.DOMAIN_TABLES[table_name], rows)
+            await self._upsert_rows(conn, tables.DOMAIN_TABLES[table_name], rows)
+
+    async def _insert_rows(
+        self, conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]
+    ) -> None:
+        await conn.execute(insert(table), rows)
+
+    async def _upsert_rows(
+        self, conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]
+    ) -> None:
+        statement = self._insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.club_id, table.c.id],
+            set_={
+                c.name: statement.excluded[c.name]
+                for c in table.columns
+                if c.name not in ("club_id", "id")
+            },
+        )
+        await conn.execute(statement, rows)
+
+    async def _advance_club(
+        self, conn: AsyncConnection, club_id: uuid.UUID, log_seq: int, club_max: Hlc | None
+    ) -> None:
+        await conn.execute(
+            update(tables.clubs)
+            .where(tables.clubs.c.id == club_id)
+            .values(log_seq=log_seq, max_hlc=club_max.encode() if club_max else None)
+        )
 
     async def _save_device(
         self,

@@ -15,6 +15,7 @@ from protocol.ingest import PushRejected
 from protocol.merge import DELETED
 from protocol.wire import PullRequest
 from sync_server import tables
+from sync_server.store_pg import open_store
 from sync_server.store_sql import SqlChangeStore
 from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_changes
 
@@ -28,9 +29,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def store(clean_engine: AsyncEngine, clock: FakeClock) -> AsyncIterator[SqlChangeStore]:
-    yield SqlChangeStore(clean_engine, max_skew_ms=SKEW_MS, clock=clock)
+@pytest.fixture(params=["native", "core"])
+async def store(
+    request: pytest.FixtureRequest, clean_engine: AsyncEngine, clock: FakeClock
+) -> AsyncIterator[SqlChangeStore]:
+    """Every implementation: the database's native store, and the generic Core one."""
+    if request.param == "native":
+        yield open_store(clean_engine, max_skew_ms=SKEW_MS, clock=clock)
+    elif clean_engine.dialect.name == "sqlite":
+        pytest.skip("on SQLite the native store is the generic Core store, tested as native")
+    else:
+        yield SqlChangeStore(clean_engine, max_skew_ms=SKEW_MS, clock=clock)
 
 
 @pytest.fixture
