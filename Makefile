@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-python test-ts lint typecheck hypothesis-long clean check-python
+.PHONY: run test test-python test-ts lint typecheck hypothesis-long bench clean check-python
 
 # Fails early, with the fix in the message, rather than deep inside pip or mypy.
 check-python:
@@ -50,6 +50,10 @@ test-ts:
 
 hypothesis-long: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/protocol -q
+
+# Push throughput and pull latency beside the bare stack; see bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python bench/push_pull.py $(BENCH_ARGS)
 
 # Leaves data/ alone: it holds the local database and the development secret.
 clean:
