@@ -115,8 +115,28 @@ def match_of(table: str, record_id: uuid.UUID, state: merge.RecordState) -> uuid
     return uuid.UUID(str(version.value)) if version is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedChangeSet:
+    """A change set that passed every rule needing no stored state, with its parsed HLCs.
+
+    Checking needs no lock, so a server checks before it takes the club's write lock and
+    hands this to :func:`plan_push`, which then does not check again.
+    """
+
+    request: PushRequest
+    hlcs: tuple[Hlc, ...]
+
+
+def check_change_set(request: PushRequest) -> CheckedChangeSet:
+    """Check what needs no stored state: consecutive sequences, fields and values.
+
+    Raises :class:`PushRejected` (422) listing every problem of every change.
+    """
+    return CheckedChangeSet(request, _check_shape(request.changes))
+
+
 def plan_push(
-    request: PushRequest,
+    request: PushRequest | CheckedChangeSet,
     *,
     device: DeviceCursor,
     stored: Mapping[int, StoredChange],
@@ -134,7 +154,8 @@ def plan_push(
     ``last_seq + 1``); a change already stored is acknowledged and not applied again; the
     effective HLCs of one device strictly increase.
     """
-    _check_shape(request.changes)
+    checked = request if isinstance(request, CheckedChangeSet) else check_change_set(request)
+    request = checked.request
     plan = PushPlan(device=device, club_max=club_max)
     fresh: list[tuple[int, Change]] = []
     for index, change in enumerate(request.changes):
@@ -161,7 +182,7 @@ def plan_push(
         current = states.get(key)
         _check_against_state(index, change, current)
         effective = stamp(
-            Hlc.parse(change.hlc),
+            checked.hlcs[index],
             now_ms=now_ms,
             max_skew_ms=max_skew_ms,
             previous=last_hlc,
@@ -188,9 +209,10 @@ def plan_push(
     return plan
 
 
-def _check_shape(changes: Sequence[Change]) -> None:
+def _check_shape(changes: Sequence[Change]) -> tuple[Hlc, ...]:
     """Rules that need no stored state: dense sequences inside the set, valid fields."""
     errors: list[dict[str, str]] = []
+    hlcs: list[Hlc] = []
     first = changes[0].seq
     for index, change in enumerate(changes):
         where = f"$.changes[{index}]"
@@ -205,7 +227,7 @@ def _check_shape(changes: Sequence[Change]) -> None:
         if change.op != "upsert" and change.fields:
             errors.append({"field": f"{where}.fields", "message": f"{change.op} carries no fields"})
         try:
-            Hlc.parse(change.hlc)
+            hlcs.append(Hlc.parse(change.hlc))
         except ValueError as exc:
             errors.append({"field": f"{where}.hlc", "message": str(exc)})
         spec = TABLES[change.table]
@@ -222,6 +244,7 @@ def _check_shape(changes: Sequence[Change]) -> None:
             f"{len(errors)} problem(s), first: {errors[0]['field']}: {errors[0]['message']}",
             errors=errors,
         )
+    return tuple(hlcs)
 
 
 def _check_against_state(index: int, change: Change, current: merge.RecordState | None) -> None:

@@ -37,6 +37,23 @@ class PostgresChangeStore(SqlChangeStore):
         prefix = f'"{schema}".' if (schema := schema_of(engine)) else ""
         self._sql = _Statements(prefix)
 
+    async def _open_push(
+        self, conn: AsyncConnection, club_id: uuid.UUID, device_id: str
+    ) -> tuple[int, Hlc | None, DeviceCursor]:
+        await conn.execute(ADVISORY_LOCK, {"key": lock_key(club_id)})  # opens the transaction
+        pg = await _driver(conn)
+        row = await pg.fetchrow(self._sql.club_and_device, club_id, device_id)
+        if row is None:
+            await pg.execute(self._sql.new_club, club_id, from_ms(self._clock.now_ms()))
+            return 0, None, DeviceCursor()
+        max_hlc, last_hlc = row["max_hlc"], row["last_hlc"]
+        device = (
+            DeviceCursor()
+            if row["last_seq"] is None
+            else DeviceCursor(int(row["last_seq"]), Hlc.parse(last_hlc) if last_hlc else None)
+        )
+        return int(row["log_seq"]), Hlc.parse(max_hlc) if max_hlc else None, device
+
     async def _lock_club(self, conn: AsyncConnection, club_id: uuid.UUID) -> tuple[int, Hlc | None]:
         # Through SQLAlchemy: its asyncpg adapter opens the transaction on its first
         # statement, and every raw statement after this one must run inside it.
@@ -128,6 +145,10 @@ class _Statements:
         self.new_club = f"INSERT INTO {p}clubs (id, log_seq, created_at) VALUES ($1, 0, $2)"
         self.advance = f"UPDATE {p}clubs SET log_seq = $2, max_hlc = $3 WHERE id = $1"
         self.device = f"SELECT last_seq, last_hlc FROM {p}devices WHERE club_id = $1 AND id = $2"
+        self.club_and_device = (
+            f"SELECT c.log_seq, c.max_hlc, d.last_seq, d.last_hlc FROM {p}clubs c"
+            f" LEFT JOIN {p}devices d ON d.club_id = c.id AND d.id = $2 WHERE c.id = $1"
+        )
         self.save_device = (
             f"INSERT INTO {p}devices (club_id, id, last_seq, last_hlc, created_at, last_push_at)"
             " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (club_id, id) DO UPDATE SET"

@@ -28,6 +28,7 @@ from protocol.ingest import (
     PushRejected,
     RecordKey,
     StoredChange,
+    check_change_set,
     plan_push,
     record_keys,
     reinstating_change,
@@ -95,14 +96,16 @@ class SqlChangeStore:
                 403, "reserved-device", "Reserved device id",
                 f"device id {SERVER_DEVICE!r} is reserved for changes the server records",
             )  # fmt: skip
+        # Checking needs no stored state: done before the club's lock, it overlaps the lock
+        # holder's database round trips instead of making the club's other devices wait.
+        checked = check_change_set(request)
         async with self._writing(), self._engine.begin() as conn:
-            head, club_max = await self._lock_club(conn, club_id)
-            device = await self._device(conn, club_id, request.device_id)
+            head, club_max, device = await self._open_push(conn, club_id, request.device_id)
             stored = await self._stored(conn, club_id, request, device.last_seq)
             records = await self._states(conn, club_id, record_keys(request))
             now_ms = self._clock.now_ms()
             plan = plan_push(
-                request,
+                checked,
                 device=device,
                 stored=stored,
                 records=records,
@@ -129,6 +132,13 @@ class SqlChangeStore:
             return
         async with self._writer:
             yield
+
+    async def _open_push(
+        self, conn: AsyncConnection, club_id: uuid.UUID, device_id: str
+    ) -> tuple[int, Hlc | None, DeviceCursor]:
+        """Lock the club; its log head and greatest HLC, and the pushing device's cursor."""
+        head, club_max = await self._lock_club(conn, club_id)
+        return head, club_max, await self._device(conn, club_id, device_id)
 
     async def _lock_club(self, conn: AsyncConnection, club_id: uuid.UUID) -> tuple[int, Hlc | None]:
         """Take the club's write lock for this transaction; create the club on first use.
