@@ -48,8 +48,12 @@ test-ts:
 		echo "test-ts: no clients/typescript/package.json yet; nothing to run"; \
 	fi
 
+# The merge's convergence properties and the three-device state machine at 100,000 examples
+# each (about 40 minutes on two cores); results in bench/README.md.
 hypothesis-long: $(STAMP)
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/protocol -q
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q -p no:cacheprovider --durations=0 \
+		tests/protocol/test_protocol_convergence.py tests/protocol/test_protocol_merge.py \
+		-k "TestSync or same_state or associative"
 
 # Push throughput and pull latency beside the bare stack; see bench/README.md.
 bench: $(STAMP)
