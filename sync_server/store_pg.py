@@ -24,7 +24,13 @@ from protocol.hlc import Hlc
 from protocol.ingest import DeviceCursor, RecordKey
 from sync_server.projection import from_ms
 from sync_server.store import WallClock
-from sync_server.store_sql import ADVISORY_LOCK, SqlChangeStore, lock_key, schema_of
+from sync_server.store_sql import (
+    ADVISORY_LOCK,
+    SqlChangeStore,
+    ids_by_table,
+    lock_key,
+    schema_of,
+)
 
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -54,36 +60,12 @@ class PostgresChangeStore(SqlChangeStore):
         )
         return int(row["log_seq"]), Hlc.parse(max_hlc) if max_hlc else None, device
 
-    async def _lock_club(self, conn: AsyncConnection, club_id: uuid.UUID) -> tuple[int, Hlc | None]:
-        # Through SQLAlchemy: its asyncpg adapter opens the transaction on its first
-        # statement, and every raw statement after this one must run inside it.
-        await conn.execute(ADVISORY_LOCK, {"key": lock_key(club_id)})
-        pg = await _driver(conn)
-        row = await pg.fetchrow(self._sql.club, club_id)
-        if row is None:
-            await pg.execute(self._sql.new_club, club_id, from_ms(self._clock.now_ms()))
-            return 0, None
-        max_hlc = row["max_hlc"]
-        return int(row["log_seq"]), Hlc.parse(max_hlc) if max_hlc else None
-
-    async def _device(
-        self, conn: AsyncConnection, club_id: uuid.UUID, device_id: str
-    ) -> DeviceCursor:
-        row = await (await _driver(conn)).fetchrow(self._sql.device, club_id, device_id)
-        if row is None:
-            return DeviceCursor()
-        last_hlc = row["last_hlc"]
-        return DeviceCursor(int(row["last_seq"]), Hlc.parse(last_hlc) if last_hlc else None)
-
     async def _states(
         self, conn: AsyncConnection, club_id: uuid.UUID, keys: Iterable[RecordKey]
     ) -> dict[RecordKey, merge.RecordState]:
-        by_table: dict[str, list[uuid.UUID]] = {}
-        for table_name, record_id in keys:
-            by_table.setdefault(table_name, []).append(record_id)
         pg = await _driver(conn)
         states: dict[RecordKey, merge.RecordState] = {}
-        for table_name, ids in by_table.items():
+        for table_name, ids in ids_by_table(keys).items():
             for row in await pg.fetch(self._sql.states(table_name), club_id, ids):
                 states[(table_name, row["id"])] = merge.decode_state(row["sync_state"])
         return states
@@ -144,7 +126,6 @@ class _Statements:
         self.club = f"SELECT log_seq, max_hlc FROM {p}clubs WHERE id = $1"
         self.new_club = f"INSERT INTO {p}clubs (id, log_seq, created_at) VALUES ($1, 0, $2)"
         self.advance = f"UPDATE {p}clubs SET log_seq = $2, max_hlc = $3 WHERE id = $1"
-        self.device = f"SELECT last_seq, last_hlc FROM {p}devices WHERE club_id = $1 AND id = $2"
         self.club_and_device = (
             f"SELECT c.log_seq, c.max_hlc, d.last_seq, d.last_hlc FROM {p}clubs c"
             f" LEFT JOIN {p}devices d ON d.club_id = c.id AND d.id = $2 WHERE c.id = $1"

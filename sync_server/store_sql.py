@@ -52,6 +52,14 @@ _FIELDS = msgspec.json.Decoder(dict[str, Scalar])
 ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
+def ids_by_table(keys: Iterable[RecordKey]) -> dict[str, list[uuid.UUID]]:
+    """Record ids grouped by table, for one lookup per table."""
+    grouped: dict[str, list[uuid.UUID]] = {}
+    for table_name, record_id in keys:
+        grouped.setdefault(table_name, []).append(record_id)
+    return grouped
+
+
 def schema_of(engine: AsyncEngine) -> str | None:
     """The schema the engine's translate map puts the tables in (raw SQL must name it)."""
     translate = engine.get_execution_options().get("schema_translate_map") or {}
@@ -217,11 +225,8 @@ class SqlChangeStore:
     async def _states(
         self, conn: AsyncConnection, club_id: uuid.UUID, keys: Iterable[RecordKey]
     ) -> dict[RecordKey, merge.RecordState]:
-        by_table: dict[str, list[uuid.UUID]] = {}
-        for table_name, record_id in keys:
-            by_table.setdefault(table_name, []).append(record_id)
         states: dict[RecordKey, merge.RecordState] = {}
-        for table_name, ids in by_table.items():
+        for table_name, ids in ids_by_table(keys).items():
             t = tables.DOMAIN_TABLES[table_name]
             rows = await conn.execute(
                 select(t.c.id, t.c.sync_state).where(t.c.club_id == club_id, t.c.id.in_(ids))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from protocol.ingest import PushRejected
 from protocol.merge import DELETED
-from protocol.wire import PullRequest
+from protocol.wire import Change, PullRequest
 from sync_server import tables
 from sync_server.store_pg import open_store
 from sync_server.store_sql import SqlChangeStore
@@ -49,6 +49,21 @@ def club() -> uuid.UUID:
 async def count(engine: AsyncEngine, table: Table) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def two_coaches_and_a_goal(
+    store: SqlChangeStore, clock: FakeClock, club: uuid.UUID
+) -> tuple[ScriptedDevice, ScriptedDevice, uuid.UUID, Change]:
+    """Coach A sets up a match and logs a goal; coach B pulls it. Returns a, b, the match
+    and the goal."""
+    a, b = ScriptedDevice("phone-a", clock), ScriptedDevice("phone-b", clock)
+    match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    setup = new_match_changes(a, match, home, away)
+    event = goal(a, match, home)
+    await store.push(club, a.push(*setup, event))
+    for c in (await store.pull(club, PullRequest(device_id="phone-b"))).changes:
+        b.saw(c.hlc, c.device_id, c.seq)
+    return a, b, match, event
 
 
 async def test_push_then_pull_delivers_in_server_order(
@@ -154,14 +169,8 @@ async def test_reused_sequence_with_other_content_is_refused(
 async def test_concurrent_same_field_edits_converge_and_are_ledgered(
     store: SqlChangeStore, clock: FakeClock, club: uuid.UUID
 ) -> None:
-    a, b = ScriptedDevice("phone-a", clock), ScriptedDevice("phone-b", clock)
-    match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    a, b, match, event = await two_coaches_and_a_goal(store, clock, club)
     scorer_a, scorer_b = str(uuid.uuid4()), str(uuid.uuid4())
-    setup = new_match_changes(a, match, home, away)
-    event = goal(a, match, home)
-    await store.push(club, a.push(*setup, event))
-    for c in (await store.pull(club, PullRequest(device_id="phone-b"))).changes:
-        b.saw(c.hlc, c.device_id, c.seq)
 
     clock.now += 1_000  # both edit offline, neither sees the other
     edit_a = a.change("events", event.id, {"player_id": scorer_a, "notes": "left foot"})
@@ -253,13 +262,7 @@ async def test_resent_seq_with_other_fields_is_refused_not_dropped(
 async def test_delete_and_restore_are_recorded_and_reversible(
     store: SqlChangeStore, clock: FakeClock, club: uuid.UUID, clean_engine: AsyncEngine
 ) -> None:
-    a, b = ScriptedDevice("phone-a", clock), ScriptedDevice("phone-b", clock)
-    match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    setup = new_match_changes(a, match, home, away)
-    event = goal(a, match, home)
-    await store.push(club, a.push(*setup, event))
-    for c in (await store.pull(club, PullRequest(device_id="phone-b"))).changes:
-        b.saw(c.hlc, c.device_id, c.seq)
+    a, b, _, event = await two_coaches_and_a_goal(store, clock, club)
     clock.now += 5
     await store.push(club, a.push(a.change("events", event.id, op="delete")))
     await store.push(club, b.push(b.change("events", event.id, {"notes": "header"})))
@@ -295,13 +298,7 @@ async def test_concurrent_delete_and_restore_conflict_is_ledgered(
 async def test_reinstating_a_lost_value_supersedes_the_winner(
     store: SqlChangeStore, clock: FakeClock, club: uuid.UUID
 ) -> None:
-    a, b = ScriptedDevice("phone-a", clock), ScriptedDevice("phone-b", clock)
-    match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    setup = new_match_changes(a, match, home, away)
-    event = goal(a, match, home)
-    await store.push(club, a.push(*setup, event))
-    for c in (await store.pull(club, PullRequest(device_id="phone-b"))).changes:
-        b.saw(c.hlc, c.device_id, c.seq)
+    a, b, _, event = await two_coaches_and_a_goal(store, clock, club)
     clock.now += 10
     await store.push(club, b.push(b.change("events", event.id, {"notes": "B's note"})))
     clock.now -= 5  # a's edit has the earlier clock, so it loses
