@@ -605,13 +605,7 @@ def start_ours(db: Database, tag: str) -> Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Server(f"ours ({db.label}, {tag})", process, port, log_path)
-    try:
-        wait_ready(server)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return started(Server(f"ours ({db.label}, {tag})", process, port, log_path))
 
 
 def start_bare(db: Database) -> Server:
@@ -630,7 +624,11 @@ def start_bare(db: Database) -> Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Server(f"bare ({db.label})", process, port, log_path)
+    return started(Server(f"bare ({db.label})", process, port, log_path))
+
+
+def started(server: Server) -> Server:
+    """The server once it answers; stopped again if it never does."""
     try:
         wait_ready(server)
     except BaseException:

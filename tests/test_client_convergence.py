@@ -47,16 +47,13 @@ from protocol import merge
 from protocol.ingest import RecordKey
 from protocol.schema import CLOCK_ACTIONS, Scalar
 from protocol.wire import (
-    ConflictRecord,
-    PullRequest,
-    PullResponse,
     PushRequest,
     PushResponse,
-    ReinstateResponse,
 )
 from sync_server import tables
 from sync_server.app import create_app
 from sync_server.settings import Settings
+from tests.client_fixtures import ForwardingTransport
 from touchline_client import HttpTransport, SyncDevice, SyncUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -91,11 +88,11 @@ async def _no_wait(_seconds: float) -> None:
     """Backoff waits cost nothing here; the loop is what is under test."""
 
 
-class FaultyTransport:
+class FaultyTransport(ForwardingTransport):
     """The real transport, whose next push can lose its answer or be sent twice."""
 
     def __init__(self, inner: HttpTransport) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lose_answer = False
         self.send_twice = False
 
@@ -108,17 +105,6 @@ class FaultyTransport:
         if lose:
             raise SyncUnavailable("the connection dropped before the answer arrived")
         return answer
-
-    async def pull(self, request: PullRequest) -> PullResponse:
-        return await self.inner.pull(request)
-
-    async def conflicts(
-        self, match_id: uuid.UUID | None = None, since: int = 0
-    ) -> list[ConflictRecord]:
-        return await self.inner.conflicts(match_id, since)
-
-    async def reinstate(self, conflict_id: uuid.UUID) -> ReinstateResponse:
-        return await self.inner.reinstate(conflict_id)
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,13 @@ from protocol.replica import Replica
 from protocol.schema import Scalar
 from protocol.wire import (
     ConflictRecord,
-    PullRequest,
-    PullResponse,
     PushRequest,
     PushResponse,
-    ReinstateResponse,
 )
 from sync_server import tables
 from sync_server.app import create_app
 from sync_server.settings import Settings
+from tests.client_fixtures import ForwardingTransport
 from touchline_client import (
     HttpTransport,
     InvalidChange,
@@ -66,12 +64,12 @@ class SkewedClock:
         return self.base.now + self.skew_ms
 
 
-class FaultyTransport:
+class FaultyTransport(ForwardingTransport):
     """The real transport, except that it can lose the answer to a push the server stored,
     or pretend the server stored only part of a set (a sequence gap naming a later seq)."""
 
     def __init__(self, inner: SyncTransport) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lose_push_answers = 0
         self.store_only_first: int | None = None
         self.requests: list[PushRequest] = []
@@ -93,17 +91,6 @@ class FaultyTransport:
             self.lose_push_answers -= 1
             raise SyncUnavailable("the connection dropped before the answer arrived")
         return answer
-
-    async def pull(self, request: PullRequest) -> PullResponse:
-        return await self.inner.pull(request)
-
-    async def conflicts(
-        self, match_id: uuid.UUID | None = None, since: int = 0
-    ) -> list[ConflictRecord]:
-        return await self.inner.conflicts(match_id, since)
-
-    async def reinstate(self, conflict_id: uuid.UUID) -> ReinstateResponse:
-        return await self.inner.reinstate(conflict_id)
 
 
 @dataclass

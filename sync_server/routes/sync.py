@@ -1,7 +1,7 @@
 """The sync endpoints: decode, call the store, answer. The store commits before we answer.
 
-Until accounts exist the club comes from the ``Touchline-Club`` header; the scope dependency
-is the one place that will read it from the token instead.
+Until accounts exist the club comes from the ``Touchline-Club`` header; the tenant
+dependency is the one place that will read it from the token instead.
 """
 
 from __future__ import annotations
