@@ -32,6 +32,16 @@ ENV_VARS: Final = (
     "MAX_CLOCK_SKEW_MS",
     "PUSH_MAX_CHANGES",
     "PULL_MAX_LIMIT",
+    "ALLOW_SIGNUP",
+    "PUBLIC_URL",
+    "ACCESS_TOKEN_TTL_S",
+    "REFRESH_TOKEN_TTL_S",
+    "SHARE_LINK_TTL_HOURS",
+    "INVITE_TTL_HOURS",
+    "MAX_BODY_BYTES",
+    "RATE_LIMIT_PER_MINUTE",
+    "LOGIN_ATTEMPTS_PER_MINUTE",
+    "WS_MESSAGES_PER_SECOND",
 )
 
 ENVIRONMENTS: Final = ("development", "production", "test")
@@ -65,6 +75,24 @@ class Settings:
     max_clock_skew_ms: int = 60_000
     push_max_changes: int = 1000
     pull_max_limit: int = 1000
+    allow_signup: bool = True
+    public_url: str | None = None
+    """Base URL that share links point at; defaults to http://HOST:PORT."""
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    share_link_ttl_hours: int = 72
+    """How long after kickoff (or after minting, if later) a share link keeps working."""
+    invite_ttl_hours: int = 7 * 24
+    max_body_bytes: int = 2 * 1024 * 1024
+    rate_limit_per_minute: int = 1200
+    """Requests per minute per token (or per client address when there is none)."""
+    login_attempts_per_minute: int = 10
+    """Login attempts per minute per client address, and again per account."""
+    ws_messages_per_second: int = 20
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:
@@ -110,6 +138,19 @@ class Settings:
             max_clock_skew_ms=_int_in_range(values, "MAX_CLOCK_SKEW_MS", 60_000, low=0),
             push_max_changes=_int_in_range(values, "PUSH_MAX_CHANGES", 1000, low=1),
             pull_max_limit=_int_in_range(values, "PULL_MAX_LIMIT", 1000, low=1),
+            # Open signup suits a club's own laptop; a public deployment opts in explicitly.
+            allow_signup=_flag(values, "ALLOW_SIGNUP", default=environment != "production"),
+            public_url=_public_url(values.get("PUBLIC_URL")),
+            access_token_ttl_s=_int_in_range(values, "ACCESS_TOKEN_TTL_S", 900, low=30),
+            refresh_token_ttl_s=_int_in_range(
+                values, "REFRESH_TOKEN_TTL_S", 30 * 24 * 3600, low=60
+            ),
+            share_link_ttl_hours=_int_in_range(values, "SHARE_LINK_TTL_HOURS", 72, low=1),
+            invite_ttl_hours=_int_in_range(values, "INVITE_TTL_HOURS", 7 * 24, low=1),
+            max_body_bytes=_int_in_range(values, "MAX_BODY_BYTES", 2 * 1024 * 1024, low=1024),
+            rate_limit_per_minute=_int_in_range(values, "RATE_LIMIT_PER_MINUTE", 1200, low=1),
+            login_attempts_per_minute=_int_in_range(values, "LOGIN_ATTEMPTS_PER_MINUTE", 10, low=1),
+            ws_messages_per_second=_int_in_range(values, "WS_MESSAGES_PER_SECOND", 20, low=1),
         )
 
 
@@ -187,6 +228,31 @@ def _persisted_development_key(path: Path) -> str:
     if not key:
         raise SettingsError(f"SECRET_KEY is unset and the development key file {path} is empty")
     return key
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _flag(values: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false; got {raw!r}")
+
+
+def _public_url(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    url = raw.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"PUBLIC_URL must start with http:// or https://; got {raw!r}")
+    return url
 
 
 def _int_in_range(

@@ -155,3 +155,25 @@ def test_empty_values_count_as_unset(tmp_path: Path) -> None:
 def test_readme_documents_every_variable() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert [name for name in ENV_VARS if f"`{name}`" not in readme] == []
+
+
+def test_signup_is_open_in_development_and_closed_in_production(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    assert Settings.from_env({}, secret_key_file=key_file).allow_signup is True
+    production = {"ENVIRONMENT": "production", "SECRET_KEY": "k" * 32}
+    assert Settings.from_env(production).allow_signup is False
+    assert Settings.from_env({**production, "ALLOW_SIGNUP": "true"}).allow_signup is True
+    with pytest.raises(SettingsError, match="ALLOW_SIGNUP"):
+        Settings.from_env({"ALLOW_SIGNUP": "maybe"}, secret_key_file=key_file)
+
+
+def test_public_url_sets_where_share_links_point(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    default = Settings.from_env({"PORT": "8123"}, secret_key_file=key_file)
+    assert default.base_url == "http://127.0.0.1:8123"
+    public = Settings.from_env(
+        {"PUBLIC_URL": "https://touchline.example/"}, secret_key_file=key_file
+    )
+    assert public.base_url == "https://touchline.example"
+    with pytest.raises(SettingsError, match="PUBLIC_URL"):
+        Settings.from_env({"PUBLIC_URL": "touchline.example"}, secret_key_file=key_file)
