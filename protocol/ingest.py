@@ -15,7 +15,7 @@ from typing import Any
 
 from protocol import merge
 from protocol.hlc import Hlc, stamp
-from protocol.schema import TABLES, Scalar, check_value
+from protocol.schema import TABLES, Scalar, TableName, check_value
 from protocol.vector_clock import VersionVector
 from protocol.wire import Change, ConflictRecord, Op, PushRequest, Restamp
 
@@ -334,3 +334,38 @@ def reinstating_change(
             fields={conflict.field: conflict.loser.value},
         )
     return change, seen
+
+
+@dataclass(frozen=True, slots=True)
+class ServerWrite:
+    """A change the server makes on its own account (a signup's team, for example)."""
+
+    table: TableName
+    record_id: uuid.UUID
+    fields: Mapping[str, Scalar]
+    op: Op = "upsert"
+
+
+def server_change_set(
+    writes: Sequence[ServerWrite], device: DeviceCursor, now_ms: int, device_id: str
+) -> PushRequest:
+    """The server device's next change set for ``writes``: dense sequences after the device's
+    last, HLCs from the wall clock that never go back, and nothing claimed as seen (these are
+    new records or plain overwrites, merged like anyone else's)."""
+    hlc = Hlc(now_ms, 0)
+    if device.last_hlc is not None:
+        hlc = max(hlc, device.last_hlc.successor())
+    changes = []
+    for offset, write in enumerate(writes):
+        changes.append(
+            Change(
+                seq=device.last_seq + 1 + offset,
+                hlc=hlc.encode(),
+                table=write.table,
+                id=write.record_id,
+                op=write.op,
+                fields=dict(write.fields) if write.op == "upsert" else {},
+            )
+        )
+        hlc = hlc.successor()
+    return PushRequest(device_id=device_id, changes=changes)

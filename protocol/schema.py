@@ -48,6 +48,9 @@ CLOCK_ACTIONS: Final = (
 
 PERIOD_FORMATS: Final = ("half", "quarter")
 
+VIEWER_NAMES: Final = ("first_name_initial", "squad_number")
+"""How a team's players appear to family viewers: "Jamie S." (the default) or "#7"."""
+
 MAX_TEXT = 10_000
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
@@ -120,6 +123,7 @@ TABLES: Final[Mapping[str, TableSpec]] = {
                 "is_opponent": _BOOL,
                 "color": _text(),
                 "notes": _text(),
+                "viewer_names": FieldSpec(FieldType.CHOICE, choices=VIEWER_NAMES),
             },
         ),
         TableSpec(

@@ -22,7 +22,22 @@ HlcText = Annotated[str, msgspec.Meta(pattern=HLC_PATTERN)]
 Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
 Cursor = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 Op = Literal["upsert", "delete", "restore"]
-FieldMap = dict[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], Scalar]
+# Field values as the OpenAPI schema documents them. The server's docs render the `Scalar`
+# union as `oneOf`, which an integer (both an "integer" and a "number") matches twice and so
+# fails: every integer value broke the schema. A list of types matches it once. (Litestar
+# reads `extra` from a struct field's own Meta only, hence one alias per shape.)
+_SCALAR_SCHEMA = {"type": ["string", "integer", "number", "boolean", "null"]}
+WireScalar = Annotated[
+    Scalar, msgspec.Meta(extra_json_schema={"extra": {"one_of": None, **_SCALAR_SCHEMA}})
+]
+WireFields = Annotated[
+    dict[str, Scalar],
+    msgspec.Meta(extra_json_schema={"extra": {"additional_properties": _SCALAR_SCHEMA}}),
+]
+FieldMap = Annotated[
+    dict[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], Scalar],
+    msgspec.Meta(extra_json_schema={"extra": {"additional_properties": _SCALAR_SCHEMA}}),
+]
 
 
 class Change(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -50,7 +65,7 @@ class PushRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
 
 class ConflictSide(msgspec.Struct, frozen=True, kw_only=True):
-    value: Scalar
+    value: WireScalar
     device_id: str
     seq: int
     hlc: str
@@ -71,6 +86,8 @@ class ConflictRecord(msgspec.Struct, frozen=True, kw_only=True):
     detected_at: str
     reinstated_seq: int | None = None
     """Set when a coach reinstated the losing value: the server sequence of that change."""
+    reinstated_by: uuid.UUID | None = None
+    """The user who reinstated it."""
 
 
 class Restamp(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,7 +129,7 @@ class LoggedChange(msgspec.Struct, frozen=True, kw_only=True):
     table: TableName
     id: uuid.UUID
     op: Op
-    fields: dict[str, Scalar]
+    fields: WireFields
 
 
 class PullResponse(msgspec.Struct, frozen=True, kw_only=True):

@@ -42,6 +42,7 @@ def conflict_row(club_id: uuid.UUID, record: ConflictRecord, when: datetime) -> 
         "loser_hlc": record.loser.hlc,
         "detected_at": when,
         "reinstated_seq": None,
+        "reinstated_by": None,
     }
 
 
@@ -70,4 +71,5 @@ def conflict_from_row(row: Row[Any]) -> ConflictRecord:
         ),
         detected_at=detected.isoformat(),
         reinstated_seq=row.reinstated_seq,
+        reinstated_by=row.reinstated_by,
     )

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from protocol.ingest import ServerWrite
 from protocol.wire import (
     ConflictRecord,
+    LoggedChange,
     PullRequest,
     PullResponse,
     PushRequest,
@@ -52,8 +58,22 @@ class ChangeStore(Protocol):
         """The conflict ledger, oldest first."""
         ...
 
-    async def reinstate(self, club_id: uuid.UUID, conflict_id: uuid.UUID) -> ReinstateResponse:
-        """Write a conflict's losing value again, causally after the winner."""
+    async def reinstate(
+        self, club_id: uuid.UUID, conflict_id: uuid.UUID, *, by: uuid.UUID | None = None
+    ) -> ReinstateResponse:
+        """Write a conflict's losing value again, causally after the winner; ``by`` is the
+        user who asked."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction that other writes of the store wait for (SQLite has one
+        writer); account changes that must commit with a server change run inside it."""
+        ...
+
+    async def record(
+        self, conn: AsyncConnection, club_id: uuid.UUID, writes: Sequence[ServerWrite]
+    ) -> list[LoggedChange]:
+        """Record changes made by the server itself, inside ``conn``'s transaction."""
         ...
 
     async def ping(self) -> None:

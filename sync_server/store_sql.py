@@ -9,7 +9,7 @@ acknowledged before that commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -27,11 +27,13 @@ from protocol.ingest import (
     PushPlan,
     PushRejected,
     RecordKey,
+    ServerWrite,
     StoredChange,
     check_change_set,
     plan_push,
     record_keys,
     reinstating_change,
+    server_change_set,
 )
 from protocol.schema import Scalar
 from protocol.wire import (
@@ -435,7 +437,9 @@ class SqlChangeStore:
         )
         return [conflict_from_row(r) for r in rows]
 
-    async def reinstate(self, club_id: uuid.UUID, conflict_id: uuid.UUID) -> ReinstateResponse:
+    async def reinstate(
+        self, club_id: uuid.UUID, conflict_id: uuid.UUID, *, by: uuid.UUID | None = None
+    ) -> ReinstateResponse:
         c = tables.conflicts
         async with self._writing(), self._engine.begin() as conn:
             head, club_max = await self._lock_club(conn, club_id)
@@ -472,24 +476,57 @@ class SqlChangeStore:
             await conn.execute(
                 update(c)
                 .where(c.c.club_id == club_id, c.c.id == conflict_id)
-                .values(reinstated_seq=head + 1)
+                .values(reinstated_seq=head + 1, reinstated_by=by)
             )
-        accepted = plan.accepted[0]
-        logged = LoggedChange(
-            server_seq=head + 1,
-            device_id=SERVER_DEVICE,
-            seq=change.seq,
-            hlc=accepted.hlc.encode(),
-            table=change.table,
-            id=change.id,
-            op=change.op,
-            fields=dict(change.fields),
-        )
         return ReinstateResponse(
-            conflict=msgspec.structs.replace(conflict, reinstated_seq=head + 1),
-            change=logged,
+            conflict=msgspec.structs.replace(conflict, reinstated_seq=head + 1, reinstated_by=by),
+            change=_planned_log(plan, head)[0],
             cursor=head + 1,
         )
+
+    # -- changes the server makes itself ------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writing(), self._engine.begin() as conn:
+            yield conn
+
+    async def record(
+        self, conn: AsyncConnection, club_id: uuid.UUID, writes: Sequence[ServerWrite]
+    ) -> list[LoggedChange]:
+        head, club_max = await self._lock_club(conn, club_id)
+        device = await self._device(conn, club_id, SERVER_DEVICE)
+        now_ms = self._clock.now_ms()
+        request = server_change_set(writes, device, now_ms, SERVER_DEVICE)
+        keys = record_keys(request)
+        plan = plan_push(
+            request,
+            device=device,
+            stored={},
+            records=await self._states(conn, club_id, keys),
+            now_ms=now_ms,
+            max_skew_ms=self._max_skew_ms,
+            club_max=club_max,
+        )
+        await self._write(conn, club_id, SERVER_DEVICE, plan, head, now_ms)
+        return _planned_log(plan, head)
+
+
+def _planned_log(plan: PushPlan, head: int) -> list[LoggedChange]:
+    """The log entries a server-made plan wrote after ``head``, as a pull would show them."""
+    return [
+        LoggedChange(
+            server_seq=head + offset,
+            device_id=SERVER_DEVICE,
+            seq=accepted.change.seq,
+            hlc=accepted.hlc.encode(),
+            table=accepted.change.table,
+            id=accepted.change.id,
+            op=accepted.change.op,
+            fields=dict(accepted.change.fields),
+        )
+        for offset, accepted in enumerate(plan.accepted, start=1)
+    ]
 
 
 def _logged(row: Row[Any]) -> LoggedChange:

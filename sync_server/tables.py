@@ -36,19 +36,26 @@ from sqlalchemy import (
 
 __all__ = [
     "DOMAIN_TABLES",
+    "ROLES",
     "change_log",
     "clock_actions",
     "clubs",
     "conflicts",
     "devices",
     "events",
+    "invites",
     "lineup",
     "match_notes",
     "matches",
+    "memberships",
     "metadata",
     "players",
+    "refresh_tokens",
     "seasons",
+    "sessions",
+    "share_links",
     "teams",
+    "users",
 ]
 
 # Deterministic constraint names keep migrations reproducible across SQLite and PostgreSQL.
@@ -99,6 +106,7 @@ teams = _domain_table(
     Column("is_opponent", Boolean),
     Column("color", Text),
     Column("notes", Text),
+    Column("viewer_names", Text),
 )
 
 players = _domain_table(
@@ -197,6 +205,8 @@ clubs = Table(
     # server clock stepping back cannot order a change before one its author had seen.
     Column("max_hlc", Text),
     _timestamp("created_at", nullable=False),
+    # The coach's own team, created with the club at signup (opponents are teams too).
+    Column("team_id", Uuid(as_uuid=True)),
     PrimaryKeyConstraint("id"),
 )
 
@@ -265,6 +275,112 @@ conflicts = Table(
     _timestamp("detected_at", nullable=False),
     # Server sequence of the change that put the losing value back, when a coach overruled.
     Column("reinstated_seq", BigInteger),
+    # The user who asked for the reinstatement.
+    Column("reinstated_by", Uuid(as_uuid=True)),
     PrimaryKeyConstraint("club_id", "id"),
     Index("ix_conflicts_club_id_match_id_server_seq", "club_id", "match_id", "server_seq"),
+)
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+ROLES: Final = ("owner", "coach", "viewer")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid(as_uuid=True), nullable=False),
+    # Stored lower-cased, so the unique constraint is case-insensitive in effect.
+    Column("email", Text, nullable=False),
+    # "scrypt$<n>$<r>$<p>$<salt>$<hash>": parameters travel with the hash so they can grow.
+    Column("password_hash", Text, nullable=False),
+    _timestamp("created_at", nullable=False),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("email"),
+)
+
+# A user belongs to one club (unique user_id); the club is what every token is scoped to.
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("club_id", Uuid(as_uuid=True), nullable=False),
+    Column("user_id", Uuid(as_uuid=True), nullable=False),
+    Column("role", Text, nullable=False),
+    _timestamp("created_at", nullable=False),
+    PrimaryKeyConstraint("club_id", "user_id"),
+    UniqueConstraint("user_id"),
+    ForeignKeyConstraint(["club_id"], ["clubs.id"]),
+    ForeignKeyConstraint(["user_id"], ["users.id"]),
+    CheckConstraint("role IN ('owner', 'coach', 'viewer')", name="role"),
+)
+
+# One login of one user on one device. Access tokens name their session, and every request
+# checks it is live, so logging out or removing a member takes effect at once.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Uuid(as_uuid=True), nullable=False),
+    Column("user_id", Uuid(as_uuid=True), nullable=False),
+    Column("club_id", Uuid(as_uuid=True), nullable=False),
+    Column("device_id", Text, nullable=False),
+    _timestamp("created_at", nullable=False),
+    _timestamp("revoked_at"),
+    Column("revoked_reason", Text),
+    PrimaryKeyConstraint("id"),
+    ForeignKeyConstraint(["user_id"], ["users.id"]),
+    Index("ix_sessions_user_id_device_id", "user_id", "device_id"),
+)
+
+# Refresh tokens rotate: each is used once. A session's tokens form one family, so reusing
+# a used token (a stolen copy) revokes the whole session.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    # SHA-256 of the token: the token itself is never stored.
+    Column("token_hash", Text, nullable=False),
+    Column("session_id", Uuid(as_uuid=True), nullable=False),
+    _timestamp("issued_at", nullable=False),
+    _timestamp("expires_at", nullable=False),
+    _timestamp("used_at"),
+    PrimaryKeyConstraint("token_hash"),
+    ForeignKeyConstraint(["session_id"], ["sessions.id"]),
+    Index("ix_refresh_tokens_session_id", "session_id"),
+)
+
+invites = Table(
+    "invites",
+    metadata,
+    Column("id", Uuid(as_uuid=True), nullable=False),
+    Column("club_id", Uuid(as_uuid=True), nullable=False),
+    Column("code_hash", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("created_by", Uuid(as_uuid=True), nullable=False),
+    _timestamp("created_at", nullable=False),
+    _timestamp("expires_at", nullable=False),
+    _timestamp("used_at"),
+    Column("used_by", Uuid(as_uuid=True)),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("code_hash"),
+    ForeignKeyConstraint(["club_id"], ["clubs.id"]),
+    CheckConstraint("role IN ('coach', 'viewer')", name="role"),
+)
+
+# Read-only links for family. The token is an HMAC of (id, salt) under the server's secret,
+# so the server can show an active link again, while the table alone never reveals one.
+share_links = Table(
+    "share_links",
+    metadata,
+    Column("id", Uuid(as_uuid=True), nullable=False),
+    Column("club_id", Uuid(as_uuid=True), nullable=False),
+    Column("match_id", Uuid(as_uuid=True), nullable=False),
+    Column("salt", Text, nullable=False),
+    Column("token_hash", Text, nullable=False),
+    Column("created_by", Uuid(as_uuid=True), nullable=False),
+    _timestamp("created_at", nullable=False),
+    _timestamp("expires_at", nullable=False),
+    _timestamp("revoked_at"),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("token_hash"),
+    ForeignKeyConstraint(["club_id"], ["clubs.id"]),
+    Index("ix_share_links_club_id_match_id", "club_id", "match_id"),
 )
