@@ -7,8 +7,10 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
+from litestar.config.app import AppConfig
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
@@ -17,9 +19,15 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server import __version__
+from sync_server.auth import Principal, build_jwt_auth, principal_of
 from sync_server.db import create_engine
+from sync_server.http_hardening import harden_app
 from sync_server.problems import exception_handlers
+from sync_server.ratelimit import RateLimiter, RateLimitMiddleware, open_rate_limiter
 from sync_server.routes import api_docs, health
+from sync_server.routes import auth as auth_routes
+from sync_server.routes import clubs as club_routes
+from sync_server.routes import share as share_routes
 from sync_server.routes import sync as sync_routes
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
@@ -40,23 +48,29 @@ class _EngineLifespan:
         self._given = engine
         self._engine = engine
         self._store = self._make_store(engine) if engine is not None else None
+        self._limiter: RateLimiter | None = None
 
     def _make_store(self, engine: AsyncEngine) -> ChangeStore:
         return open_store(engine, max_skew_ms=self._settings.max_clock_skew_ms)
 
     @asynccontextmanager
     async def __call__(self, _app: Litestar) -> AsyncIterator[None]:
-        if self._given is not None:
-            yield
-            return
-        self._engine = create_engine(self._settings)
-        self._store = self._make_store(self._engine)
+        self._limiter = open_rate_limiter(self._settings.redis_url)
         try:
-            yield
+            if self._given is not None:
+                yield
+                return
+            self._engine = create_engine(self._settings)
+            self._store = self._make_store(self._engine)
+            try:
+                yield
+            finally:
+                await self._engine.dispose()
+                self._engine = None
+                self._store = None
         finally:
-            await self._engine.dispose()
-            self._engine = None
-            self._store = None
+            await self._limiter.close()
+            self._limiter = None
 
     async def provide(self) -> AsyncEngine:
         if self._engine is None:
@@ -67,6 +81,14 @@ class _EngineLifespan:
         if self._store is None:
             raise RuntimeError("the change store exists only while the app is running")
         return self._store
+
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            raise RuntimeError("the rate limiter exists only while the app is running")
+        return self._limiter
+
+    async def provide_limiter(self) -> RateLimiter:
+        return self.limiter()
 
 
 def _freeze_startup_objects() -> None:
@@ -82,23 +104,44 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
     async def provide_settings() -> Settings:
         return settings
 
+    async def provide_principal(request: Request[Principal, Any, Any]) -> Principal:
+        return principal_of(request)
+
     route_handlers: list[ControllerRouterHandler] = [
         *health.ROUTES,
         api_docs.assets_router(),
+        auth_routes.router,
+        club_routes.router,
+        share_routes.router,
         sync_routes.router,
     ]
+    jwt_auth = build_jwt_auth(settings, engine_lifespan.provide)
+    rate_limit = RateLimitMiddleware(
+        engine_lifespan.limiter, limit_per_minute=settings.rate_limit_per_minute
+    )
 
-    return Litestar(
+    def limit_before_auth(config: AppConfig) -> AppConfig:
+        # Outermost of the app's middleware: a flood of forged tokens is limited before any
+        # token is checked against the database.
+        config.middleware.insert(0, rate_limit)
+        return config
+
+    app = Litestar(
         route_handlers=route_handlers,
         dependencies={
             "settings": Provide(provide_settings, use_cache=True),
             "engine": Provide(engine_lifespan.provide),
             "store": Provide(engine_lifespan.provide_store),
+            "rate_limiter": Provide(engine_lifespan.provide_limiter),
+            "principal": Provide(provide_principal),
         },
+        on_app_init=[jwt_auth.on_app_init, limit_before_auth],
         lifespan=[engine_lifespan],
         # Tests build many short-lived apps; freezing would pin each one's garbage.
         on_startup=[] if settings.environment == "test" else [_freeze_startup_objects],
         exception_handlers=exception_handlers(),
+        # Bodies beyond the cap answer 413 before they are read in full (PROTOCOL.md §8).
+        request_max_body_size=settings.max_body_bytes,
         # A pull page of a 150-event match is 64 KB as JSON and 9 KB gzipped: worth the
         # fraction of a millisecond on a phone's data plan. Small answers go as they are.
         compression_config=CompressionConfig(
@@ -118,6 +161,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
         logging_config=None,
         debug=False,
     )
+    return harden_app(app, hsts=settings.environment == "production")
 
 
 def app_from_env() -> Litestar:

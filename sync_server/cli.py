@@ -56,6 +56,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         loop=_fastest("uvloop"),
         http=_fastest("httptools"),
         log_level=args.log_level,
+        # The app logs every request itself (sync_server.access) without query strings;
+        # uvicorn's access log would print WebSocket tokens from the query.
+        access_log=False,
     )
 
 

@@ -17,14 +17,18 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.exceptions import SerializationException as LitestarSerializationException
+from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy import exc as sql_errors
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "FieldError",
+    "Problem",
     "ProblemError",
     "exception_handlers",
     "problem_response",
+    "problem_responses",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,52 @@ _MSGSPEC_PATH: Final = re.compile(r" - at `(?P<path>\$[^`]*)`$")
 _MEMBER_IN_MESSAGE: Final = re.compile(
     r"^Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`"
 )
+
+
+class FieldError(msgspec.Struct, frozen=True, kw_only=True):
+    """One part of a request that failed validation (OpenAPI documentation of `errors`)."""
+
+    field: str
+    """A JSON path into the body (``$.changes[0].seq``), or the parameter's name."""
+    message: str
+    source: str | msgspec.UnsetType = msgspec.UNSET
+    """Where the value was: ``body``, ``query``, ``path``, ``header`` or ``cookie``. Only on
+    ``malformed-body`` and ``validation-failed``; ``invalid-change-set`` items have none."""
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """How every error answers: ``application/problem+json`` (RFC 9457).
+
+    Only documents the responses (`problem_response` builds them); problems of some types
+    carry further members, such as ``retry_after`` or ``expected_seq``.
+    """
+
+    type: str
+    """``/problems/<code>``; clients branch on the code."""
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] = []
+    """On problems with parts of the request (``validation-failed``, ``malformed-body``,
+    ``invalid-change-set``, ``invalid-request``): what was wrong, and where."""
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI `responses=` for a handler: each status it can answer besides its success.
+
+    A 500 is added to every handler: any of them can fail, and it answers a problem too.
+    Without these, the schema would only document Litestar's own 400 body, which the app's
+    exception handlers never send.
+    """
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_MEDIA_TYPE,
+            description=_status_phrase(status),
+            generate_examples=False,
+        )
+        for status in sorted({*map(int, statuses), int(HTTPStatus.INTERNAL_SERVER_ERROR)})
+    }
 
 
 class ProblemError(Exception):
@@ -175,12 +225,17 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         # Litestar reports an undecodable JSON body as a 400 caused by a serialization error.
         return _malformed_body(exc.detail)
     title = _status_phrase(exc.status_code)
-    code = title.lower().replace(" ", "-").replace("'", "")
+    code = _STABLE_CODES.get(exc.status_code) or title.lower().replace(" ", "-").replace("'", "")
     if exc.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
         logger.error("%s %s failed: %r", request.method, request.url.path, exc)
         # Server-side details stay in the log.
         return problem_response(exc.status_code, code, title, headers=exc.headers)
     return problem_response(exc.status_code, code, title, exc.detail or title, headers=exc.headers)
+
+
+# Codes clients branch on must not follow Python's status phrases, which get renamed (3.13
+# calls 413 "Content Too Large").
+_STABLE_CODES: Final[dict[int, str]] = {413: "request-entity-too-large"}
 
 
 def _status_phrase(status_code: int) -> str:

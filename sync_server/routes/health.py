@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server.db import check_database
-from sync_server.problems import ProblemError
+from sync_server.problems import ProblemError, problem_responses
 
 __all__ = ["ROUTES", "health", "ready"]
 
@@ -28,7 +28,12 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_S: Final = 2.0
 
 
-@get("/health", tags=["operations"], summary="The process is alive")
+@get(
+    "/health",
+    tags=["operations"],
+    summary="The process is alive",
+    responses=problem_responses(),
+)
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -37,6 +42,7 @@ async def health() -> dict[str, str]:
     "/ready",
     tags=["operations"],
     summary="The process can serve traffic (its database answers)",
+    responses=problem_responses(HTTPStatus.SERVICE_UNAVAILABLE),
 )
 async def ready(engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
     try:

@@ -1,19 +1,20 @@
 """The sync endpoints: decode, call the store, answer. The store commits before we answer.
 
-Until accounts exist the club comes from the ``Touchline-Club`` header; the tenant
-dependency is the one place that will read it from the token instead.
+Every request acts in the club of its access token. Pushing needs a writing role (owner or
+coach) and must come from the device the token was issued to. Pulls and the conflict ledger
+carry the club's raw records (dates of birth, notes), so they are for writing roles too;
+viewers read through the viewer-safe match views.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 from litestar import Router, get, post
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from protocol.ingest import PushRejected
 from protocol.wire import (
@@ -24,34 +25,30 @@ from protocol.wire import (
     PushResponse,
     ReinstateResponse,
 )
-from sync_server.problems import ProblemError
+from sync_server.auth import Principal, require_writer
+from sync_server.problems import ProblemError, problem_responses
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
 
-CLUB_HEADER = "Touchline-Club"
+# Every route here: no or a revoked token (401), not a writer or not this token's device
+# (403), rate limited (429), the database gone (503).
+_ANY = (401, 403, 429, 503)
+# Routes with a JSON body: undecodable (400), too large (413), failing validation (422).
+_BODY = (400, 413, 422)
+# The largest cursor (see `protocol.wire.Cursor`): beyond it, integers leave JSON's safe range.
+MAX_CURSOR = 2**53
 
 
-@dataclass(frozen=True, slots=True)
-class SyncScope:
-    """Whose data a sync request reads and writes."""
-
-    club_id: uuid.UUID
-
-
-async def provide_tenant(
-    club: Annotated[
-        str,
-        HeaderParameter(
-            name=CLUB_HEADER, description="The club (tenancy unit) the request acts in; a UUID."
-        ),
-    ],
-) -> SyncScope:
-    try:
-        return SyncScope(uuid.UUID(club))
-    except ValueError:
+def _own_device(principal: Principal, device_id: str) -> None:
+    if device_id != principal.device_id:
         raise ProblemError(
-            400, "invalid-club", "Invalid club id", f"{CLUB_HEADER} must be a UUID, got {club!r}"
-        ) from None
+            403,
+            "wrong-device",
+            "Not this token's device",
+            f"this access token belongs to device {principal.device_id!r}, not {device_id!r}; "
+            "log in with device_id set to the device that pushes",
+            token_device_id=principal.device_id,
+        )
 
 
 def _problem(rejected: PushRejected) -> ProblemError:
@@ -60,14 +57,22 @@ def _problem(rejected: PushRejected) -> ProblemError:
     )
 
 
-@post("/push", status_code=200, summary="Push a change set", operation_id="syncPush")
+@post(
+    "/push",
+    status_code=200,
+    summary="Push a change set",
+    operation_id="syncPush",
+    # 409: a sequence gap or a reused sequence.
+    responses=problem_responses(*_ANY, *_BODY, 409),
+)
 async def push(
     data: JSONBody[PushRequest],
-    tenant: NamedDependency[SyncScope],
+    principal: NamedDependency[Principal],
     store: NamedDependency[ChangeStore],
     settings: NamedDependency[Settings],
 ) -> PushResponse:
     """Apply a device's change set atomically and idempotently (see PROTOCOL.md)."""
+    _own_device(principal, data.device_id)
     if len(data.changes) > settings.push_max_changes:
         raise ProblemError(
             413,
@@ -78,37 +83,55 @@ async def push(
             max_changes=settings.push_max_changes,
         )
     try:
-        return await store.push(tenant.club_id, data)
+        return await store.push(principal.club_id, data)
     except PushRejected as rejected:
         raise _problem(rejected) from None
 
 
-@post("/pull", status_code=200, summary="Pull changes after a cursor", operation_id="syncPull")
+@post(
+    "/pull",
+    status_code=200,
+    summary="Pull changes after a cursor",
+    operation_id="syncPull",
+    responses=problem_responses(*_ANY, *_BODY),
+)
 async def pull(
     data: JSONBody[PullRequest],
-    tenant: NamedDependency[SyncScope],
+    principal: NamedDependency[Principal],
     store: NamedDependency[ChangeStore],
     settings: NamedDependency[Settings],
 ) -> PullResponse:
     """Changes other devices made after ``cursor``, in server order, one page at a time."""
+    _own_device(principal, data.device_id)
     if data.limit > settings.pull_max_limit:
         # A smaller page than asked for is fine: the cursor and has_more say where to go on.
         data = msgspec.structs.replace(data, limit=settings.pull_max_limit)
-    return await store.pull(tenant.club_id, data)
+    return await store.pull(principal.club_id, data)
 
 
-@get("/conflicts", summary="The conflict ledger", operation_id="syncConflicts")
+@get(
+    "/conflicts",
+    summary="The conflict ledger",
+    operation_id="syncConflicts",
+    # 400 or 422: an invalid query parameter.
+    responses=problem_responses(*_ANY, 400, 422),
+)
 async def list_conflicts(
-    tenant: NamedDependency[SyncScope],
+    principal: NamedDependency[Principal],
     store: NamedDependency[ChangeStore],
     match_id: Annotated[uuid.UUID | None, QueryParameter(description="Only this match")] = None,
-    since: FromQuery[int] = 0,
+    # Documented bounds only: outside them the answer is 400 invalid-query (PROTOCOL.md),
+    # not the 422 that Litestar's own checks (ge/le) would give.
+    since: Annotated[int, QueryParameter(schema_extra={"minimum": 0, "maximum": MAX_CURSOR})] = 0,
 ) -> ConflictList:
     """Every concurrent same-field write that lost, with both values, devices and times."""
-    if since < 0:
-        raise ProblemError(400, "invalid-query", "Invalid query", "since must be >= 0")
+    # Bounded like every cursor: a larger number overflowed the database's integer (a 500).
+    if not 0 <= since <= MAX_CURSOR:
+        raise ProblemError(
+            400, "invalid-query", "Invalid query", f"since must be >= 0 and <= {MAX_CURSOR}"
+        )
     return ConflictList(
-        conflicts=await store.conflicts(tenant.club_id, match_id=match_id, since=since)
+        conflicts=await store.conflicts(principal.club_id, match_id=match_id, since=since)
     )
 
 
@@ -117,15 +140,18 @@ async def list_conflicts(
     status_code=200,
     summary="Reinstate a conflict's losing value",
     operation_id="syncReinstate",
+    # 400: a request Litestar rejects; 404: no such conflict in the club; 409 and 422 as
+    # for a push of the reinstating change.
+    responses=problem_responses(*_ANY, 400, 404, 409, 422),
 )
 async def reinstate(
     conflict_id: FromPath[uuid.UUID],
-    tenant: NamedDependency[SyncScope],
+    principal: NamedDependency[Principal],
     store: NamedDependency[ChangeStore],
 ) -> ReinstateResponse:
     """Write the losing value again as a new change that causally supersedes the winner."""
     try:
-        return await store.reinstate(tenant.club_id, conflict_id)
+        return await store.reinstate(principal.club_id, conflict_id, by=principal.user_id)
     except PushRejected as rejected:
         raise _problem(rejected) from None
 
@@ -133,6 +159,6 @@ async def reinstate(
 router = Router(
     path="/api/sync",
     route_handlers=[push, pull, list_conflicts, reinstate],
-    dependencies={"tenant": Provide(provide_tenant)},
+    guards=[require_writer],
     tags=["sync"],
 )
