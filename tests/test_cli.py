@@ -11,6 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sync_server.migrate import head_revision
+from sync_server.settings import Settings
+
 SYNC_SERVER = Path(sys.executable).with_name("sync-server")
 STARTUP_DEADLINE_S = 20.0
 
@@ -62,7 +65,8 @@ def test_migrate_then_serve(server_env: dict[str, str], tmp_path: Path, free_tcp
         check=False,
     )
     assert migrate.returncode == 0, migrate.stderr
-    assert "revision 0001" in migrate.stdout
+    head = head_revision(Settings.from_env(server_env))
+    assert f"database at revision {head}" in migrate.stdout
 
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
@@ -79,9 +83,19 @@ def test_migrate_then_serve(server_env: dict[str, str], tmp_path: Path, free_tcp
             health = _wait_until_healthy(client, server, log_path)
             schema = client.get("/schema/openapi.json")
             ready = client.get("/ready")
+            signup = client.post(
+                "/api/auth/signup",
+                json={
+                    "email": "coach@example.org",
+                    "password": "correct horse battery staple",
+                    "team_name": "Riverside U10",
+                    "device_id": "phone-1",
+                },
+            )
+            token = signup.json().get("access_token", "") if signup.status_code == 201 else ""
             pushed = client.post(
                 "/api/sync/push",
-                headers={"Touchline-Club": "0b6a3a47-3f0e-4a43-9a8e-2f1f3c1a5b10"},
+                headers={"Authorization": f"Bearer {token}"},
                 json={
                     "device_id": "phone-1",
                     "changes": [
@@ -108,6 +122,7 @@ def test_migrate_then_serve(server_env: dict[str, str], tmp_path: Path, free_tcp
     assert schema.json()["info"]["title"] == "Touchline sync server"
     assert {"/api/sync/push", "/api/sync/pull"} <= schema.json()["paths"].keys()
     assert ready.status_code == 200
+    assert signup.status_code == 201, signup.text
     assert pushed.status_code == 200, pushed.text
     assert pushed.json()["acked_seq"] == 1
 

@@ -14,6 +14,7 @@ test's event loop (where the app, its engine and the devices live) through
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import time
@@ -53,7 +54,7 @@ from protocol.wire import (
 from sync_server import tables
 from sync_server.app import create_app
 from sync_server.settings import Settings
-from tests.client_fixtures import ForwardingTransport
+from tests.client_fixtures import ForwardingTransport, sign_up_club
 from touchline_client import HttpTransport, SyncDevice, SyncUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -115,21 +116,24 @@ class Server:
 
 
 class DeviceFleet(RuleBasedStateMachine):
-    """Three devices of one club; every example gets a fresh club on the shared server."""
+    """Three devices of one club; every example gets a fresh club on the shared server.
+
+    The club's owner signs up on the first device; the others log in as themselves, so the
+    club's log starts with the team the signup recorded.
+    """
 
     server: ClassVar[Server]
 
     def __init__(self) -> None:
         super().__init__()
-        self.club = uuid.uuid4()
+        self.account = self._call(functools.partial(sign_up_club, self.server.http, DEVICES[0]))
+        self.club = self.account.id
         self.advanced_ms = 0
         self.skews = [0] * len(DEVICES)
         self.online = [True] * len(DEVICES)
         self.made: list[set[RecordKey]] = [set() for _ in DEVICES]
         self.next_record = 0
-        self.transports = [
-            FaultyTransport(HttpTransport(self.server.http, self.club)) for _ in DEVICES
-        ]
+        self.transports = [FaultyTransport(self.account.transport(name)) for name in DEVICES]
         self.paths = [self.server.state_dir / f"{self.club}-{name}.json" for name in DEVICES]
         self.devices = [
             SyncDevice(
@@ -310,7 +314,7 @@ class DeviceFleet(RuleBasedStateMachine):
         self._call(self._check_converged)
 
     async def _check_converged(self) -> None:
-        transport = HttpTransport(self.server.http, self.club)
+        transport = self.account.transport("observer")
         observer = SyncDevice("observer", transport, now_ms=functools.partial(self._now_ms, 0))
         await observer.pull(limit=50)
         expected = observer.confirmed.snapshot()
@@ -363,7 +367,10 @@ class DeviceFleet(RuleBasedStateMachine):
 async def test_devices_converge_with_the_server(
     settings: Settings, clean_engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    async with AsyncTestClient(create_app(settings, engine=clean_engine)) as http:
+    # Every example signs up a club and logs three devices in, all from the test client's one
+    # address: far more logins a minute than the default limit lets through.
+    many_logins = dataclasses.replace(settings, login_attempts_per_minute=100_000)
+    async with AsyncTestClient(create_app(many_logins, engine=clean_engine)) as http:
 
         class Fleet(DeviceFleet):
             server = Server(http, clean_engine, tmp_path)

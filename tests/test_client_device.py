@@ -26,9 +26,8 @@ from protocol.wire import (
 from sync_server import tables
 from sync_server.app import create_app
 from sync_server.settings import Settings
-from tests.client_fixtures import ForwardingTransport
+from tests.client_fixtures import AccountClub, ForwardingTransport, sign_up_club
 from touchline_client import (
-    HttpTransport,
     InvalidChange,
     RetryPolicy,
     SyncDevice,
@@ -40,6 +39,8 @@ from touchline_client import (
 pytestmark = pytest.mark.anyio
 
 HOUR_MS = 3_600_000
+SIGNUP: dict[str, int] = {"server": 1}
+"""What a club's log holds once its owner signed up: the team, written by the server."""
 
 
 @dataclass
@@ -95,21 +96,30 @@ class FaultyTransport(ForwardingTransport):
 
 @dataclass
 class Club:
-    """One club on the server and the devices its coaches use."""
+    """One club on the server (its owner signed up) and the devices its coaches use, each
+    logged in as itself."""
 
     http: AsyncTestClient[Litestar]
     engine: AsyncEngine
+    account: AccountClub
     clock: ManualClock = field(default_factory=ManualClock)
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
     match_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
-    def transport(self) -> FaultyTransport:
-        return FaultyTransport(HttpTransport(self.http, self.id))
+    @classmethod
+    async def sign_up(cls, http: AsyncTestClient[Litestar], engine: AsyncEngine) -> Club:
+        return cls(http, engine, await sign_up_club(http, device_id="coach-a"))
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.account.id
+
+    def transport(self, name: str) -> FaultyTransport:
+        return FaultyTransport(self.account.transport(name))
 
     def device(
         self, name: str, *, skew_ms: int = 0, state_path: Path | None = None
     ) -> tuple[SyncDevice, FaultyTransport]:
-        transport = self.transport()
+        transport = self.transport(name)
         device = SyncDevice(
             name, transport, now_ms=self.clock.skewed(skew_ms), state_path=state_path
         )
@@ -117,9 +127,7 @@ class Club:
 
     async def server_view(self) -> Replica:
         """Everything the server holds, as a brand-new device that pulls it all sees it."""
-        observer = SyncDevice(
-            f"observer-{uuid.uuid4().hex[:8]}", self.transport(), now_ms=self.clock.skewed(0)
-        )
+        observer = SyncDevice("observer", self.transport("observer"), now_ms=self.clock.skewed(0))
         await observer.pull(limit=7)
         return observer.confirmed
 
@@ -143,13 +151,14 @@ async def http(
 
 
 @pytest.fixture
-def club(http: AsyncTestClient[Litestar], clean_engine: AsyncEngine) -> Club:
-    return Club(http, clean_engine)
+async def club(http: AsyncTestClient[Litestar], clean_engine: AsyncEngine) -> Club:
+    return await Club.sign_up(http, clean_engine)
 
 
 async def test_push_then_pull_round_trip(club: Club) -> None:
     a, _ = club.device("coach-a")
     b, _ = club.device("coach-b")
+    assert await a.pull() == await b.pull() == 1  # the club's team, from the signup
     home = a.create("teams", {"name": "Riverside U10"})
     event = club.goal(a, team_id=str(home), clock_ms=61_000)
     assert a.pending == 2 and a.live("events")[event]["kind"] == "goal"
@@ -161,7 +170,7 @@ async def test_push_then_pull_round_trip(club: Club) -> None:
         "match_id": str(club.match_id), "kind": "goal", "team_id": str(home), "clock_ms": 61_000,
     }  # fmt: skip
     assert b.view().snapshot() == a.view().snapshot() == (await club.server_view()).snapshot()
-    assert b.version_vector == {"coach-a": 2}
+    assert b.version_vector == {**SIGNUP, "coach-a": 2}
     assert b.clock > a.clock  # receiving moved b's clock past everything it saw
     assert await b.pull() == 0  # caught up
 
@@ -236,7 +245,9 @@ async def test_seen_is_exact_for_each_run_of_the_outbox(club: Club) -> None:
     b.update("events", event, {"notes": "b after seeing a"})
     await b.push()
 
-    assert [r.seen for r in pushes_b.requests] == [{"coach-a": 1}, {"coach-a": 2}]
+    assert [r.seen for r in pushes_b.requests] == [
+        {**SIGNUP, "coach-a": 1}, {**SIGNUP, "coach-a": 2},
+    ]  # fmt: skip
     [conflict] = b.conflicts
     assert (conflict.winner.value, conflict.loser.value) == ("a", "b before seeing a")
     await a.pull()
@@ -246,6 +257,7 @@ async def test_seen_is_exact_for_each_run_of_the_outbox(club: Club) -> None:
 
 async def test_a_lost_push_answer_is_resent_without_duplicates(club: Club) -> None:
     a, transport = club.device("coach-a")
+    await a.pull()  # the club as it is: its team
     events = [club.goal(a) for _ in range(3)]
     transport.lose_push_answers = 1
     with pytest.raises(SyncUnavailable):
@@ -266,7 +278,7 @@ async def test_sync_retries_with_backoff_after_a_lost_answer(club: Club) -> None
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    transport = club.transport()
+    transport = club.transport("coach-a")
     a = SyncDevice(
         "coach-a",
         transport,
@@ -295,6 +307,7 @@ async def test_a_restarted_device_resends_its_outbox_without_duplicates(
     path = tmp_path / "coach-a.json"
     a, transport = club.device("coach-a", state_path=path)
     b, _ = club.device("coach-b")
+    await a.pull()  # the club as it is: its team
     first = [club.goal(a) for _ in range(2)]
     transport.lose_push_answers = 1
     with pytest.raises(SyncUnavailable):
@@ -302,14 +315,14 @@ async def test_a_restarted_device_resends_its_outbox_without_duplicates(
     before = a.view().snapshot()
     del a  # the process dies; only the file survives
 
-    restarted = SyncDevice.load(path, club.transport(), now_ms=club.clock.skewed(0))
+    restarted = SyncDevice.load(path, club.transport("coach-a"), now_ms=club.clock.skewed(0))
     assert restarted.pending == 2 and restarted.view().snapshot() == before
     later = club.goal(restarted)  # gets seq 3: sequences are never reused
     assert restarted.pending_changes[-1].seq == 3
     assert await restarted.push() == 3
     assert await club.log_rows("coach-a") == 3
 
-    again = SyncDevice.load(path, club.transport(), now_ms=club.clock.skewed(0))
+    again = SyncDevice.load(path, club.transport("coach-a"), now_ms=club.clock.skewed(0))
     assert again.pending == 0 and set(again.live("events")) == {*first, later}
     assert await again.push() == 0
     await b.pull()
@@ -319,6 +332,7 @@ async def test_a_restarted_device_resends_its_outbox_without_duplicates(
 async def test_a_fast_device_adopts_the_server_restamp(club: Club, settings: Settings) -> None:
     fast, transport = club.device("coach-fast", skew_ms=HOUR_MS)
     b, _ = club.device("coach-b")
+    await fast.pull()  # the club as it is: its team
     event = club.goal(fast)
     sent = fast.pending_changes[0].hlc
     await fast.push()
@@ -382,6 +396,7 @@ async def test_reinstating_a_losing_value_reaches_every_device(club: Club) -> No
 async def test_a_gap_beyond_the_first_seq_resends_the_stored_prefix(club: Club) -> None:
     fast, transport = club.device("coach-fast", skew_ms=HOUR_MS)
     b, _ = club.device("coach-b")
+    await fast.pull()  # the club as it is: its team
     for _ in range(3):
         club.goal(fast)
     transport.store_only_first = 2  # the server stores 1-2, then the answer says "send 3"
@@ -399,7 +414,7 @@ async def test_a_set_too_large_for_the_server_is_split(
 ) -> None:
     small = dataclasses.replace(settings, push_max_changes=2)
     async with AsyncTestClient(create_app(small, engine=clean_engine)) as http:
-        club = Club(http, clean_engine)
+        club = await Club.sign_up(http, clean_engine)
         a, transport = club.device("coach-a")
         for _ in range(5):
             club.goal(a)
@@ -421,9 +436,9 @@ async def test_a_match_scoped_pull_does_not_claim_other_matches(club: Club) -> N
     assert await b.pull(club.match_id, limit=1) == 2
     assert set(b.live("events")) == {here, last}
     assert b.version_vector == {"coach-a": 1}  # seq 2 (the other match) not integrated yet
-    assert await b.pull() == 3  # club-wide, from the start: fills the gap
+    assert await b.pull() == 1 + 3  # club-wide, from the start: the team, and fills the gap
     assert set(b.live("events")) == {here, there, last}
-    assert b.version_vector == {"coach-a": 3}
+    assert b.version_vector == {**SIGNUP, "coach-a": 3}
     assert await b.pull(club.match_id) == 0
 
 
@@ -449,7 +464,7 @@ async def test_edits_the_server_would_refuse_are_refused_locally(club: Club) -> 
 
 
 async def test_a_refusal_is_raised_with_its_problem(club: Club) -> None:
-    transport = HttpTransport(club.http, club.id)
+    transport = club.account.transport("coach-a")
     impostor = SyncDevice("coach-a", transport, now_ms=club.clock.skewed(0))
     original = SyncDevice("coach-a", transport, now_ms=club.clock.skewed(0))
     club.goal(original)

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from protocol.wire import LoggedChange
-from touchline_client import DeviceReplica, HttpTransport, SyncDevice
+from touchline_client import Credentials, DeviceReplica, HttpTransport, SyncDevice
 from touchline_client.outbox import Outbox
 from touchline_client.persistence import load_state, save_state
 
@@ -89,7 +89,8 @@ def test_a_corrupt_or_inconsistent_state_is_refused(tmp_path: Path) -> None:
 async def test_a_new_device_never_overwrites_saved_state(tmp_path: Path) -> None:
     path = tmp_path / "device.json"
     async with httpx.AsyncClient() as client:  # never used: nothing here talks to a server
-        transport = HttpTransport(client, uuid.uuid4())
+        credentials = Credentials("coach@example.org", "never sent", "coach-a")
+        transport = HttpTransport(client, credentials)
         device = SyncDevice("coach-a", transport, now_ms=lambda: BASE_MS, state_path=path)
         assert load_state(path).next_seq == 1  # saved from the start
         device.create("events", {"match_id": MATCH, "kind": "goal"})

@@ -9,6 +9,11 @@ faults. Failures come in two kinds, because a device must react to them differen
 - :class:`SyncUnavailable`: no usable answer (network error, timeout, 5xx, 429, unreadable
   body). The request may or may not have been applied; every sync call is idempotent, so the
   device retries it later.
+
+Every request carries ``Authorization: Bearer <access token>``; the token names the club and
+the device, so a transport serves one device of one club. It comes from an
+:class:`Authenticator`, usually :class:`~touchline_client.session.Credentials`, which logs in
+and renews the token when the server refuses it (401).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from protocol.wire import (
 )
 
 __all__ = [
-    "CLUB_HEADER",
+    "Authenticator",
     "HttpTransport",
     "SyncError",
     "SyncRejected",
@@ -39,7 +44,6 @@ __all__ = [
     "SyncUnavailable",
 ]
 
-CLUB_HEADER: Final = "Touchline-Club"
 PROBLEM_TYPE_PREFIX: Final = "/problems/"
 # Statuses that say "not now" rather than "not this request": retry them like a dropped line.
 _RETRYABLE_CLIENT_STATUSES: Final = frozenset({408, 425, 429})
@@ -120,15 +124,64 @@ class SyncTransport(Protocol):
         ...
 
 
+class Authenticator(Protocol):
+    """Where :class:`HttpTransport` gets its bearer token, and who renews a refused one.
+
+    ``client`` and ``base_url`` are the transport's, so an implementation can talk to the
+    server's ``/api/auth`` endpoints over the same connection pool.
+    """
+
+    async def access_token(self, client: httpx.AsyncClient, base_url: str) -> str:
+        """The access token to send now (logging in first when there is none yet)."""
+        ...
+
+    async def renew(self, client: httpx.AsyncClient, base_url: str, refused: str) -> bool:
+        """The server answered 401 to ``refused``: make a new token available.
+
+        Returns whether retrying the request with :meth:`access_token` can help. Raises the
+        transport's errors when renewing itself fails (a refused login is
+        :class:`SyncRejected`, an unreachable server :class:`SyncUnavailable`).
+        """
+        ...
+
+
+class _FixedToken:
+    """A bearer token obtained elsewhere: sent as it is, never renewed."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "_FixedToken(<hidden>)"
+
+    async def access_token(self, client: httpx.AsyncClient, base_url: str) -> str:
+        return self._token
+
+    async def renew(self, client: httpx.AsyncClient, base_url: str, refused: str) -> bool:
+        return False
+
+
 class HttpTransport:
     """:class:`SyncTransport` over an ``httpx.AsyncClient`` (or any subclass of it, such as a
-    test client bound to the ASGI app). The caller owns the client and its lifetime."""
+    test client bound to the ASGI app). The caller owns the client and its lifetime.
 
-    def __init__(self, client: httpx.AsyncClient, club_id: uuid.UUID, base_url: str = "") -> None:
+    ``auth`` is an :class:`Authenticator` (typically
+    :class:`~touchline_client.session.Credentials`, which logs in, and on a 401 refreshes
+    once and retries the request) or a bare access token string, sent as it is. The token
+    belongs to one device: push and pull only as that device.
+    """
+
+    def __init__(
+        self, client: httpx.AsyncClient, auth: Authenticator | str, base_url: str = ""
+    ) -> None:
+        _check_auth(auth)
         self._client = client
-        self._base = base_url.rstrip("/") + "/api/sync"
-        self._headers = {CLUB_HEADER: str(club_id)}
-        self.club_id = club_id
+        root = base_url.rstrip("/")
+        self._base = root + "/api/sync"
+        self._root = root
+        self.auth: Authenticator = _FixedToken(auth) if isinstance(auth, str) else auth
 
     async def push(self, request: PushRequest) -> PushResponse:
         return await self._post("/push", request, PushResponse)
@@ -143,11 +196,11 @@ class HttpTransport:
         if match_id is not None:
             params["match_id"] = str(match_id)
         answer = await self._send("GET", "/conflicts", params=params)
-        return _decode(answer, ConflictList).conflicts
+        return decode(answer, ConflictList).conflicts
 
     async def reinstate(self, conflict_id: uuid.UUID) -> ReinstateResponse:
         answer = await self._send("POST", f"/conflicts/{conflict_id}/reinstate")
-        return _decode(answer, ReinstateResponse)
+        return decode(answer, ReinstateResponse)
 
     async def _post(self, path: str, body: msgspec.Struct, answer: type[_Answer]) -> _Answer:
         response = await self._send(
@@ -156,7 +209,7 @@ class HttpTransport:
             content=msgspec.json.encode(body),
             headers={"content-type": "application/json"},
         )
-        return _decode(response, answer)
+        return decode(response, answer)
 
     async def _send(
         self,
@@ -167,28 +220,71 @@ class HttpTransport:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
     ) -> httpx.Response:
-        try:
-            response = await self._client.request(
-                method,
-                self._base + path,
-                content=content,
-                headers={**self._headers, **(headers or {})},
-                params=params,
-            )
-        except httpx.TransportError as exc:
-            raise SyncUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        status = int(response.status_code)
-        if status < 400:
-            return response
-        problem = _problem(response)
-        if status >= 500 or status in _RETRYABLE_CLIENT_STATUSES:
-            raise SyncUnavailable(
-                f"{method} {path}: server answered {status}", status=status, problem=problem
-            )
-        raise SyncRejected(status, problem)
+        token = await self.auth.access_token(self._client, self._root)
+        response = await self._request(method, path, token, content, headers, params)
+        if response.status_code == 401 and await self.auth.renew(self._client, self._root, token):
+            # Once only: a token refused straight after renewal will not do better next time.
+            token = await self.auth.access_token(self._client, self._root)
+            response = await self._request(method, path, token, content, headers, params)
+        return checked(response, f"{method} {path}")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str | int] | None,
+    ) -> httpx.Response:
+        return await request(
+            self._client,
+            method,
+            self._base + path,
+            content=content,
+            headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+            params=params,
+        )
 
 
-def _decode(response: httpx.Response, answer: type[_Answer]) -> _Answer:
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str | int] | None = None,
+) -> httpx.Response:
+    """One HTTP exchange; a failure to get any answer is :class:`SyncUnavailable`."""
+    try:
+        return await client.request(method, url, content=content, headers=headers, params=params)
+    except httpx.TransportError as exc:
+        # The URL, never the headers: they carry the access token.
+        raise SyncUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+
+
+def checked(response: httpx.Response, what: str) -> httpx.Response:
+    """``response`` if it succeeded; otherwise the matching :class:`SyncError`."""
+    status = int(response.status_code)
+    if status < 400:
+        return response
+    problem = _problem(response)
+    if status >= 500 or status in _RETRYABLE_CLIENT_STATUSES:
+        raise SyncUnavailable(f"{what}: server answered {status}", status=status, problem=problem)
+    raise SyncRejected(status, problem)
+
+
+def _check_auth(auth: object) -> None:
+    if isinstance(auth, uuid.UUID):
+        raise TypeError(
+            "HttpTransport takes credentials or an access token, not a club id: the server "
+            "reads the club from the access token (see touchline_client.Credentials)"
+        )
+
+
+def decode(response: httpx.Response, answer: type[_Answer]) -> _Answer:
+    """The body of a successful answer as ``answer``; unreadable is :class:`SyncUnavailable`."""
     try:
         return msgspec.json.decode(response.content, type=answer)
     except msgspec.DecodeError as exc:
