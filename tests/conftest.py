@@ -19,9 +19,12 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import pytest
 from hypothesis import settings as hypothesis_settings
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync_server.app import create_app
 from sync_server.db import create_engine
 from sync_server.migrate import upgrade_to_head_async
 from sync_server.settings import Settings
@@ -207,6 +210,15 @@ async def clean_engine(migrated_engine: AsyncEngine) -> AsyncEngine:
         for table in reversed(metadata.sorted_tables):
             await connection.execute(table.delete())
     return migrated_engine
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, clean_engine: AsyncEngine
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The app with default settings on an emptied database, behind Litestar's test client."""
+    async with AsyncTestClient(create_app(settings, engine=clean_engine)) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="session")

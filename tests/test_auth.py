@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 import warnings
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,14 +27,6 @@ from tests.sync_fixtures import FakeClock, ScriptedDevice, new_match_changes
 pytestmark = pytest.mark.anyio
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-async def client(
-    settings: Settings, clean_engine: AsyncEngine
-) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(create_app(settings, engine=clean_engine)) as test_client:
-        yield test_client
 
 
 async def count(engine: AsyncEngine, table: Any) -> int:

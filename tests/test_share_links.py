@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -16,20 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from protocol.viewer import mm_ss
 from protocol.wire import Change
 from sync_server import tables
-from sync_server.app import create_app
-from sync_server.settings import Settings
 from tests.auth_fixtures import Club, bearer, new_club
 from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_changes
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def client(
-    settings: Settings, clean_engine: AsyncEngine
-) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(create_app(settings, engine=clean_engine)) as test_client:
-        yield test_client
 
 
 class Fixture:

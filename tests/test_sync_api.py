@@ -7,7 +7,6 @@ signup records the club's team, so a fresh club's log starts at server sequence 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -18,7 +17,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server import tables
-from sync_server.app import create_app
 from sync_server.settings import Settings
 from tests.auth_fixtures import Club, new_club
 from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_changes
@@ -26,14 +24,6 @@ from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_chang
 pytestmark = pytest.mark.anyio
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-async def client(
-    settings: Settings, clean_engine: AsyncEngine
-) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(create_app(settings, engine=clean_engine)) as test_client:
-        yield test_client
 
 
 @pytest.fixture
