@@ -32,6 +32,7 @@ from protocol.ingest import ServerWrite
 from sync_server import tables
 from sync_server.auth import Principal, issue_access_token, revoke_sessions
 from sync_server.clubs import redeem_invite
+from sync_server.db import reading
 from sync_server.passwords import hash_password, verify_password
 from sync_server.problems import ProblemError
 from sync_server.settings import Settings
@@ -144,7 +145,7 @@ class Accounts:
     async def login(self, request: LoginRequest, now: datetime) -> TokenPair:
         email = request.email.strip().lower()
         users = tables.users
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             user = (
                 await conn.execute(
                     select(users.c.id, users.c.password_hash).where(users.c.email == email)
@@ -283,7 +284,7 @@ class Accounts:
 
     async def me(self, principal: Principal) -> MeResponse:
         d = tables.devices
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             identity = await _identity(conn, principal.user_id)
             last_seq = (
                 await conn.execute(

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from protocol.accounts import Role
 from sync_server import tables
+from sync_server.db import reading
 from sync_server.problems import ProblemError
 from sync_server.settings import Settings
 
@@ -135,7 +136,7 @@ def _session_lookup(
             user_id = uuid.UUID(token.sub)
         except ValueError:
             return None
-        async with (await engine()).connect() as conn:
+        async with reading(await engine()) as conn:
             row = (await conn.execute(query, {"sid": session_id})).one_or_none()
         if row is None or row.user_id != user_id:
             return None

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from protocol.accounts import Invite, InvitedRole, Member, MemberList, Role
 from sync_server import tables
 from sync_server.auth import Principal, revoke_sessions
+from sync_server.db import reading
 from sync_server.problems import ProblemError
 from sync_server.settings import Settings
 
@@ -119,7 +120,7 @@ class Clubs:
     async def members(self, principal: Principal, club_id: uuid.UUID) -> MemberList:
         _own_club(principal, club_id)
         u, m = tables.users, tables.memberships
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = await conn.execute(
                 select(m.c.user_id, u.c.email, m.c.role, m.c.created_at)
                 .join(u, u.c.id == m.c.user_id)

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from sync_server.settings import Settings
@@ -42,6 +42,10 @@ POSTGRES_MAX_OVERFLOW: Final = 4
 POSTGRES_SERVER_SETTINGS: Final = {"plan_cache_mode": "force_custom_plan"}
 
 
+_READ_ONLY_OPTION: Final = "touchline_read_only"
+_READ_ONLY: Final = {_READ_ONLY_OPTION: True}
+
+
 def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     """Create the engine for `settings.database_url`; no connection is opened yet.
 
@@ -67,9 +71,19 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     )
 
 
+def reading(engine: AsyncEngine) -> AsyncConnection:
+    """A connection for reads only: ``async with reading(engine) as conn``.
+
+    On SQLite its transaction begins DEFERRED, so it reads the last committed state beside a
+    writer (WAL) instead of queueing for the write lock as every other transaction here does.
+    Never write through it: a deferred transaction that upgrades to writing can deadlock.
+    """
+    return engine.execution_options(**_READ_ONLY).connect()
+
+
 async def check_database(engine: AsyncEngine) -> None:
     """Raise if the database cannot answer a trivial query (used by the readiness probe)."""
-    async with engine.connect() as connection:
+    async with reading(engine) as connection:
         await connection.execute(text("SELECT 1"))
 
 
@@ -96,8 +110,13 @@ def _create_sqlite_engine(database_url: str, pool_options: dict[str, Any]) -> As
     def _begin_immediate(connection: Connection) -> None:
         # A DEFERRED transaction that reads and then writes must upgrade its lock; two of them
         # doing that at once deadlock and one fails with SQLITE_BUSY regardless of
-        # busy_timeout. Taking the write lock up front makes writers queue instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # busy_timeout. Taking the write lock up front makes writers queue instead. Reads
+        # (see `reading`) skip the queue: every request's token check is one, and queueing
+        # it behind pushes put seconds on the tail of both.
+        if connection.get_execution_options().get(_READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

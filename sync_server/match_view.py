@@ -11,13 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from protocol import merge, viewer
 from protocol.schema import Scalar
 from sync_server import tables
+from sync_server.db import reading
 
 
 async def load_match_view(
     engine: AsyncEngine, club_id: uuid.UUID, match_id: uuid.UUID, now_ms: int
 ) -> viewer.MatchView | None:
     """The viewer's view of a match, or None when the club has no such live match."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         match_state = await _state(conn, tables.matches, club_id, match_id)
         if match_state is None or match_state.is_deleted:
             return None

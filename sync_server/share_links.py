@@ -23,6 +23,7 @@ from protocol.accounts import ShareLink
 from sync_server import tables
 from sync_server.accounts import as_utc, token_digest
 from sync_server.auth import Principal
+from sync_server.db import reading
 from sync_server.problems import ProblemError
 from sync_server.settings import Settings
 
@@ -120,7 +121,7 @@ class ShareLinks:
     async def resolve(self, token: str, now: datetime) -> SharedMatch:
         """The match a share token opens; 404 for an unknown token, 410 for a dead one."""
         sl = tables.share_links
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             row = (
                 await conn.execute(
                     select(sl.c.id, sl.c.club_id, sl.c.match_id, sl.c.expires_at)

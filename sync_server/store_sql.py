@@ -46,6 +46,7 @@ from protocol.wire import (
     ReinstateResponse,
 )
 from sync_server import tables
+from sync_server.db import reading
 from sync_server.ledger import conflict_from_row, conflict_row, side
 from sync_server.projection import domain_row, from_ms
 from sync_server.store import SERVER_DEVICE, SystemClock, WallClock
@@ -95,7 +96,7 @@ class SqlChangeStore:
         self._writer = anyio.Lock() if not self._is_postgres else None
 
     async def ping(self) -> None:
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             await conn.execute(select(1))
 
     # -- push -------------------------------------------------------------------------------
@@ -367,7 +368,7 @@ class SqlChangeStore:
 
     async def pull(self, club_id: uuid.UUID, request: PullRequest) -> PullResponse:
         log = tables.change_log
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             # Read the head first: every sequence up to it is committed (pushes commit in
             # sequence order under the club lock), so nothing below the cursor we hand out
             # can appear later.
@@ -412,7 +413,7 @@ class SqlChangeStore:
     async def conflicts(
         self, club_id: uuid.UUID, *, match_id: uuid.UUID | None, since: int
     ) -> list[ConflictRecord]:
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             head = await self._head(conn, club_id)
             return await self._conflicts_between(conn, club_id, match_id, since, head)
 
