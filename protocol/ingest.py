@@ -347,11 +347,18 @@ class ServerWrite:
 
 
 def server_change_set(
-    writes: Sequence[ServerWrite], device: DeviceCursor, now_ms: int, device_id: str
+    writes: Sequence[ServerWrite],
+    device: DeviceCursor,
+    now_ms: int,
+    device_id: str,
+    seen: Mapping[str, int] | None = None,
 ) -> PushRequest:
-    """The server device's next change set for ``writes``: dense sequences after the device's
-    last, HLCs from the wall clock that never go back, and nothing claimed as seen (these are
-    new records or plain overwrites, merged like anyone else's)."""
+    """The next change set of a device the server writes for (its own, or a REST caller's):
+    dense sequences after the device's last, HLCs from the wall clock that never go back.
+
+    ``seen`` is what the writer had seen: nothing for the server's own new records, the
+    club's whole log for a REST write (its caller saw the server's state, so it overwrites
+    that state causally and only later, unseen writes conflict with it)."""
     hlc = Hlc(now_ms, 0)
     if device.last_hlc is not None:
         hlc = max(hlc, device.last_hlc.successor())
@@ -368,4 +375,4 @@ def server_change_set(
             )
         )
         hlc = hlc.successor()
-    return PushRequest(device_id=device_id, changes=changes)
+    return PushRequest(device_id=device_id, changes=changes, seen=dict(seen or {}))

@@ -13,7 +13,7 @@ from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,11 +24,15 @@ from sync_server.db import create_engine
 from sync_server.http_hardening import harden_app
 from sync_server.problems import exception_handlers
 from sync_server.ratelimit import RateLimiter, RateLimitMiddleware, open_rate_limiter
+from sync_server.records import Records
 from sync_server.routes import api_docs, health
 from sync_server.routes import auth as auth_routes
 from sync_server.routes import clubs as club_routes
+from sync_server.routes import events as event_routes
+from sync_server.routes import matches as match_routes
 from sync_server.routes import share as share_routes
 from sync_server.routes import sync as sync_routes
+from sync_server.routes import teams as team_routes
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
 from sync_server.store_pg import open_store
@@ -107,6 +111,11 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
     async def provide_principal(request: Request[Principal, Any, Any]) -> Principal:
         return principal_of(request)
 
+    async def provide_records(
+        engine: NamedDependency[AsyncEngine], store: NamedDependency[ChangeStore]
+    ) -> Records:
+        return Records(engine=engine, store=store)
+
     route_handlers: list[ControllerRouterHandler] = [
         *health.ROUTES,
         api_docs.assets_router(),
@@ -114,6 +123,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
         club_routes.router,
         share_routes.router,
         sync_routes.router,
+        team_routes.router,
+        match_routes.router,
+        event_routes.router,
     ]
     jwt_auth = build_jwt_auth(settings, engine_lifespan.provide)
     rate_limit = RateLimitMiddleware(
@@ -134,6 +146,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
             "store": Provide(engine_lifespan.provide_store),
             "rate_limiter": Provide(engine_lifespan.provide_limiter),
             "principal": Provide(provide_principal),
+            "records": Provide(provide_records),
         },
         on_app_init=[jwt_auth.on_app_init, limit_before_auth],
         lifespan=[engine_lifespan],
@@ -145,7 +158,11 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
         # A pull page of a 150-event match is 64 KB as JSON and 9 KB gzipped: worth the
         # fraction of a millisecond on a phone's data plan. Small answers go as they are.
         compression_config=CompressionConfig(
-            backend="gzip", minimum_size=1024, gzip_compress_level=6
+            backend="brotli",
+            minimum_size=1024,
+            brotli_quality=5,
+            brotli_gzip_fallback=True,
+            gzip_compress_level=6,
         ),
         cors_config=(
             CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None

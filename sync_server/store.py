@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from protocol.ingest import ServerWrite
+from protocol.ingest import RecordKey, ServerWrite
+from protocol.merge import RecordState
 from protocol.wire import (
     ConflictRecord,
     LoggedChange,
@@ -29,6 +31,16 @@ from protocol.wire import (
 SERVER_DEVICE = "server"
 """The device id under which the server itself records changes (reinstated conflict values).
 Clients may not push as this device."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedChanges:
+    """What recording changes for a device stored: the log entries, the conflicts they
+    revealed and the merged state of every record they touched."""
+
+    changes: list[LoggedChange]
+    conflicts: list[ConflictRecord]
+    states: Mapping[RecordKey, RecordState]
 
 
 class WallClock(Protocol):
@@ -71,9 +83,17 @@ class ChangeStore(Protocol):
         ...
 
     async def record(
-        self, conn: AsyncConnection, club_id: uuid.UUID, writes: Sequence[ServerWrite]
-    ) -> list[LoggedChange]:
-        """Record changes made by the server itself, inside ``conn``'s transaction."""
+        self,
+        conn: AsyncConnection,
+        club_id: uuid.UUID,
+        writes: Sequence[ServerWrite],
+        *,
+        device_id: str = SERVER_DEVICE,
+        causal: bool = False,
+    ) -> RecordedChanges:
+        """Record changes the server makes, inside ``conn``'s transaction: its own (as
+        ``server``) or a REST caller's (as that caller's REST device, ``causal`` so that the
+        writes overwrite everything the club's log holds)."""
         ...
 
     async def ping(self) -> None:

@@ -49,7 +49,7 @@ from sync_server import tables
 from sync_server.db import reading
 from sync_server.ledger import conflict_from_row, conflict_row, side
 from sync_server.projection import domain_row, from_ms
-from sync_server.store import SERVER_DEVICE, SystemClock, WallClock
+from sync_server.store import SERVER_DEVICE, RecordedChanges, SystemClock, WallClock
 
 _FIELDS = msgspec.json.Decoder(dict[str, Scalar])
 ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
@@ -493,12 +493,19 @@ class SqlChangeStore:
             yield conn
 
     async def record(
-        self, conn: AsyncConnection, club_id: uuid.UUID, writes: Sequence[ServerWrite]
-    ) -> list[LoggedChange]:
+        self,
+        conn: AsyncConnection,
+        club_id: uuid.UUID,
+        writes: Sequence[ServerWrite],
+        *,
+        device_id: str = SERVER_DEVICE,
+        causal: bool = False,
+    ) -> RecordedChanges:
         head, club_max = await self._lock_club(conn, club_id)
-        device = await self._device(conn, club_id, SERVER_DEVICE)
+        device = await self._device(conn, club_id, device_id)
         now_ms = self._clock.now_ms()
-        request = server_change_set(writes, device, now_ms, SERVER_DEVICE)
+        seen = await self._club_vector(conn, club_id) if causal else None
+        request = server_change_set(writes, device, now_ms, device_id, seen)
         keys = record_keys(request)
         plan = plan_push(
             request,
@@ -509,16 +516,21 @@ class SqlChangeStore:
             max_skew_ms=self._max_skew_ms,
             club_max=club_max,
         )
-        await self._write(conn, club_id, SERVER_DEVICE, plan, head, now_ms)
-        return _planned_log(plan, head)
+        conflicts = await self._write(conn, club_id, device_id, plan, head, now_ms)
+        return RecordedChanges(_planned_log(plan, head, device_id), conflicts, plan.states)
+
+    async def _club_vector(self, conn: AsyncConnection, club_id: uuid.UUID) -> dict[str, int]:
+        d = tables.devices
+        rows = await conn.execute(select(d.c.id, d.c.last_seq).where(d.c.club_id == club_id))
+        return {row.id: int(row.last_seq) for row in rows}
 
 
-def _planned_log(plan: PushPlan, head: int) -> list[LoggedChange]:
+def _planned_log(plan: PushPlan, head: int, device_id: str = SERVER_DEVICE) -> list[LoggedChange]:
     """The log entries a server-made plan wrote after ``head``, as a pull would show them."""
     return [
         LoggedChange(
             server_seq=head + offset,
-            device_id=SERVER_DEVICE,
+            device_id=device_id,
             seq=accepted.change.seq,
             hlc=accepted.hlc.encode(),
             table=accepted.change.table,
