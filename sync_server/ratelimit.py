@@ -1,8 +1,12 @@
 """Rate limits: every request per token (or client address), logins per address and per account,
 and WebSocket frames per connection.
 
-Request and login limits are moving windows from the `limits` library: in process memory for a
+Request and login limits are sliding windows from the `limits` library: in process memory for a
 club's single laptop, or in Redis so that every instance of a league deployment shares one count.
+The sliding-window counter keeps two counters a key (this window's and the last one's, weighted
+by overlap) instead of a timestamp per hit: a moving window's per-key lists grew to tens of
+thousands of entries under load, and inserting into and sweeping them cost more CPU than the
+requests they counted.
 Frames are limited by a token bucket kept on the connection itself, since a connection lives on
 exactly one instance.
 """
@@ -22,7 +26,7 @@ import msgspec
 import redis.asyncio as aioredis
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -60,7 +64,7 @@ _SHORTEST_WAIT_S: Final = 0.001
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    """Counts hits per key in a moving window of `period_s` seconds."""
+    """Counts hits per key in a sliding window of `period_s` seconds."""
 
     async def hit(self, key: str, *, limit: int, period_s: int) -> float | None:
         """Count one hit: None if allowed, else the seconds (> 0) until one would be."""
@@ -71,12 +75,12 @@ class RateLimiter(Protocol):
         ...
 
 
-class _MovingWindowLimiter:
-    """A `RateLimiter` on any `limits` storage that supports moving windows."""
+class _SlidingWindowLimiter:
+    """A `RateLimiter` on any `limits` storage that supports sliding-window counters."""
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._strategy = MovingWindowRateLimiter(storage)
+        self._strategy = SlidingWindowCounterRateLimiter(storage)
 
     async def hit(self, key: str, *, limit: int, period_s: int) -> float | None:
         if limit < 1 or period_s < 1:
@@ -89,7 +93,7 @@ class _MovingWindowLimiter:
         return max(stats.reset_time - time.time(), _SHORTEST_WAIT_S)
 
 
-class MemoryRateLimiter(_MovingWindowLimiter):
+class MemoryRateLimiter(_SlidingWindowLimiter):
     """Process-local limits: right for one instance, wrong behind a load balancer."""
 
     def __init__(self) -> None:
@@ -104,7 +108,7 @@ class MemoryRateLimiter(_MovingWindowLimiter):
         await self._memory.reset()
 
 
-class RedisRateLimiter(_MovingWindowLimiter):
+class RedisRateLimiter(_SlidingWindowLimiter):
     """Limits shared by every instance through Redis (redis-py's asyncio client).
 
     While Redis is unreachable each instance falls back to its own memory limits (logged), so an
