@@ -27,6 +27,7 @@ TableName = Literal[
     "lineup",
     "match_notes",
     "clock_actions",
+    "club_settings",
 ]
 
 EVENT_KINDS: Final = (
@@ -213,6 +214,16 @@ TABLES: Final[Mapping[str, TableSpec]] = {
             },
             match_field="match_id",
         ),
+        # One record per club, whose id is the club's own id (PROTOCOL.md §3.9): two coaches
+        # editing the settings offline write to one record and merge field by field.
+        TableSpec(
+            "club_settings",
+            {
+                "viewer_names": FieldSpec(FieldType.CHOICE, choices=VIEWER_NAMES),
+                "default_period_format": FieldSpec(FieldType.CHOICE, choices=PERIOD_FORMATS),
+                "default_duration_mins": _int(1, 600),
+            },
+        ),
     )
 }
 
@@ -239,6 +250,9 @@ def check_value(spec: FieldSpec, value: Scalar) -> str | None:
     if not isinstance(value, str):
         return f"expected a string, got {type(value).__name__}"
     if kind is FieldType.TEXT:
+        if "\x00" in value:
+            # PostgreSQL text cannot hold U+0000; refusing it everywhere keeps stores alike.
+            return "contains a NUL character (U+0000)"
         return None if len(value) <= MAX_TEXT else f"longer than {MAX_TEXT} characters"
     if kind is FieldType.CHOICE:
         return None if value in spec.choices else f"must be one of: {', '.join(spec.choices)}"

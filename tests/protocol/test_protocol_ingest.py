@@ -160,6 +160,7 @@ def test_a_repeated_sequence_inside_a_set_is_rejected() -> None:
         ("created_at", "2026-02-30T10:00:00Z"),  # no such day
         ("created_at", 12),
         ("notes", "n" * 10_001),
+        ("notes", "half\x00time"),  # PostgreSQL cannot store U+0000
         ("notes", 3),
         ("colour", "red"),  # unknown field
     ],
