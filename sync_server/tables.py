@@ -39,6 +39,7 @@ __all__ = [
     "ROLES",
     "change_log",
     "clock_actions",
+    "club_settings",
     "clubs",
     "conflicts",
     "devices",
@@ -188,9 +189,27 @@ clock_actions = _domain_table(
     by_match=True,
 )
 
+# One record per club, keyed by the club's own id: viewer naming and match defaults.
+club_settings = _domain_table(
+    "club_settings",
+    Column("viewer_names", Text),
+    Column("default_period_format", Text),
+    Column("default_duration_mins", Integer),
+)
+
 DOMAIN_TABLES: Final[dict[str, Table]] = {
     table.name: table
-    for table in (teams, players, seasons, matches, events, lineup, match_notes, clock_actions)
+    for table in (
+        teams,
+        players,
+        seasons,
+        matches,
+        events,
+        lineup,
+        match_notes,
+        clock_actions,
+        club_settings,
+    )
 }
 
 clubs = Table(
