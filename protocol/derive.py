@@ -118,3 +118,128 @@ def _epoch_ms(value: Scalar) -> int | None:
         return None
     # Integer arithmetic: float seconds * 1000 loses a millisecond for many instants.
     return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+# -- minutes played ------------------------------------------------------------------------------
+
+SUBSTITUTION = "substitution"
+DEFAULT_DURATION_MINS = 50
+"""The app's default match length, for matches that do not name one."""
+
+
+def period_minutes(match: Mapping[str, Scalar]) -> float:
+    """Nominal length of one regular period: ``duration_mins`` over the number of regular
+    periods (2 halves or 4 quarters). Extra-time periods count as long as regular ones."""
+    duration = match.get("duration_mins")
+    if not isinstance(duration, int) or isinstance(duration, bool) or duration <= 0:
+        duration = DEFAULT_DURATION_MINS
+    format_ = match.get("period_format")
+    regular = REGULAR_PERIODS.get(format_ if isinstance(format_, str) else "half", 2)
+    return duration / regular
+
+
+def match_minute(period_number: Scalar, clock_ms: Scalar, *, period_length: float) -> float:
+    """The match minute of a moment given as (period, time within the period).
+
+    Earlier periods count their nominal length, and time beyond a period's nominal length
+    (stoppage time) counts as that period's last minute, so periods never overlap. Period 0
+    (before kickoff) is minute 0; a missing period counts as the first, a missing clock as 0.
+    """
+    period = period_number if isinstance(period_number, int) else 1
+    if isinstance(period, bool) or period <= 0:
+        return 0.0
+    ms = clock_ms if isinstance(clock_ms, int) and not isinstance(clock_ms, bool) else 0
+    return (period - 1) * period_length + min(max(0, ms) / 60_000, period_length)
+
+
+def played_until(state: ClockState, *, match: Mapping[str, Scalar]) -> float:
+    """The match minute that players still on the pitch have played up to.
+
+    While the clock runs or once it stopped, the clock's position (a finished match stops
+    where it was finished). Before the clock is started it is the planned length of the
+    match: that is how matches logged without the clock (imported ones) count. A postponed
+    match has no minutes.
+    """
+    length = period_minutes(match)
+    if state.status == "postponed":
+        return 0.0
+    if state.status == "not_started":
+        regular = REGULAR_PERIODS.get(_choice(match.get("period_format")), 2)
+        return length * regular
+    return match_minute(state.period, state.period_elapsed_ms, period_length=length)
+
+
+def minutes_played(
+    lineup: Iterable[Mapping[str, Scalar]],
+    substitutions: Iterable[Mapping[str, Scalar]],
+    *,
+    period_length: float,
+    until: float,
+) -> dict[str, float]:
+    """Minutes each player spent on the pitch, keyed by player id (text).
+
+    ``lineup``: the match's live lineup rows. ``start_min`` is the minute the player went on
+    (0 for a starter; ``None`` for a player on the bench at kickoff), ``end_min`` the minute
+    they went off (``None``: not before the end or a substitution).
+
+    ``substitutions``: the match's live events; only ``kind == "substitution"`` events that
+    name a ``player_id`` count. Each moves one player at ``match_minute(period_number,
+    clock_ms)``: with ``related_event_id`` empty the player comes **on**; with
+    ``related_event_id`` set (naming the "on" event of the player who replaces them, whose
+    ``player_id`` is empty when nobody does) the player goes **off**. The named event is not
+    looked up: only whether ``related_event_id`` is set decides the direction.
+
+    Per player, the on/off marks of the lineup and the events are replayed in minute order,
+    "off" before "on" at the same minute; a mark that changes nothing (on while on, off while
+    off) is ignored, so the same substitution logged twice counts once. Every minute is
+    clamped to ``[0, until]``; a player still on at ``until`` stops there. The result does
+    not depend on the order of the inputs, and lists every player of the lineup (0 when they
+    never went on) and every player a substitution names.
+    """
+    marks: dict[str, list[tuple[float, bool]]] = {}
+
+    def mark(player: Scalar, minute: float, on: bool) -> None:
+        if isinstance(player, str):
+            marks.setdefault(player, []).append((min(max(0.0, minute), until), on))
+
+    for row in lineup:
+        player = row.get("player_id")
+        if isinstance(player, str):
+            marks.setdefault(player, [])
+        start, end = _number(row.get("start_min")), _number(row.get("end_min"))
+        if start is not None:
+            mark(player, start, True)
+        if end is not None:
+            mark(player, end, False)
+    for event in substitutions:
+        if event.get("kind") != SUBSTITUTION:
+            continue
+        minute = match_minute(
+            event.get("period_number"), event.get("clock_ms"), period_length=period_length
+        )
+        mark(event.get("player_id"), minute, event.get("related_event_id") is None)
+
+    played: dict[str, float] = {}
+    for player, player_marks in marks.items():
+        total, on_since = 0.0, None
+        # (minute, on): False sorts first, so "off" goes before "on" at the same minute.
+        for minute, on in sorted(player_marks):
+            if on and on_since is None:
+                on_since = minute
+            elif not on and on_since is not None:
+                total += minute - on_since
+                on_since = None
+        if on_since is not None:
+            total += max(0.0, until - on_since)
+        played[player] = total
+    return played
+
+
+def _number(value: Scalar) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _choice(value: Scalar) -> str:
+    return value if isinstance(value, str) else "half"

@@ -106,11 +106,18 @@ def match_view(
     clock_actions: Iterable[RecordState],
     now_ms: int,
     recent: int = RECENT_EVENTS,
+    full_names: bool = False,
+    default_naming: str = DEFAULT_NAMING,
 ) -> MatchView:
     """The viewer's view of one match from its merged, live (not archived) records.
 
     ``teams`` and ``players`` are keyed by id as text; ``events`` are the match's live events.
+    Players appear viewer-safe ("Jamie S." or "#7": the team's ``viewer_names``, else
+    ``default_naming``, the club's setting) unless ``full_names`` is true, which is for
+    coaches only: it shows each player's full name.
     """
+    if default_naming not in VIEWER_NAMES:
+        default_naming = DEFAULT_NAMING
     home_id, away_id = match.get("home_team_id"), match.get("away_team_id")
     live_events = list(events)
     score = derive.score(match, (values for _, values in live_events))
@@ -131,7 +138,7 @@ def match_view(
             choice = teams.get(str(team_id), {}).get("viewer_names")
             if isinstance(choice, str) and choice in VIEWER_NAMES:
                 return choice
-        return DEFAULT_NAMING
+        return default_naming
 
     newest_first = sorted(live_events, key=_event_order, reverse=True)[:recent]
     return MatchView(
@@ -154,7 +161,11 @@ def match_view(
             ViewerEvent(
                 id=event_id,
                 kind=str(event.get("kind")),
-                player=_player_label(players, event, naming_for(event)),
+                player=(
+                    _full_name(players, event)
+                    if full_names
+                    else _player_label(players, event, naming_for(event))
+                ),
                 team=side(event.get("team_id")),
                 timestamp=mm_ss(_int(event.get("clock_ms"))),
                 period=_int_or_none(event.get("period_number")),
@@ -181,6 +192,11 @@ def _player_label(players: Mapping[str, Record], event: Record, naming: str) -> 
     if player is None:
         return None
     return viewer_name(player.get("full_name"), player.get("squad_number"), naming)
+
+
+def _full_name(players: Mapping[str, Record], event: Record) -> str | None:
+    player = players.get(str(event.get("player_id")))
+    return None if player is None else _text(player.get("full_name"))
 
 
 def _team_name(teams: Mapping[str, Record], team_id: Scalar) -> str | None:

@@ -1,26 +1,80 @@
-"""Loads a match's merged records and hands them to the pure viewer view (protocol.viewer)."""
+"""Loads a match's merged records and hands them to the pure views (protocol.viewer,
+protocol.derive): the viewer's view, the coach's view, the score and the lineup."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from protocol import merge, viewer
-from protocol.schema import Scalar
+from protocol import derive, merge, viewer
+from protocol.schema import VIEWER_NAMES, Scalar
 from sync_server import tables
 from sync_server.db import reading
 
+Values = dict[str, Scalar]
 
-async def load_match_view(
-    engine: AsyncEngine, club_id: uuid.UUID, match_id: uuid.UUID, now_ms: int
-) -> viewer.MatchView | None:
-    """The viewer's view of a match, or None when the club has no such live match."""
+
+@dataclass(frozen=True, slots=True)
+class MatchRecords:
+    """One match's merged records, as the derived views need them."""
+
+    match_id: uuid.UUID
+    match: Values
+    deleted: bool
+    events: list[tuple[uuid.UUID, Values]]
+    """Live events only."""
+    clock_actions: list[merge.RecordState]
+    players: dict[str, Values]
+    """Every player an event (or, when loaded, a lineup row) names, by id as text."""
+    teams: dict[str, Values]
+    lineup: list[tuple[uuid.UUID, Values]] = field(default_factory=list)
+    """Live lineup rows, when asked for."""
+    viewer_names: str = viewer.DEFAULT_NAMING
+    """The club's viewer naming setting (a team's own setting overrides it)."""
+
+    def view(self, now_ms: int, *, full_names: bool = False) -> viewer.MatchView:
+        """The mobile view; viewer-safe names unless ``full_names`` (coaches only)."""
+        return viewer.match_view(
+            self.match_id,
+            self.match,
+            teams=self.teams,
+            players=self.players,
+            events=self.events,
+            clock_actions=self.clock_actions,
+            now_ms=now_ms,
+            full_names=full_names,
+            default_naming=self.viewer_names,
+        )
+
+    def clock(self, now_ms: int) -> derive.ClockState:
+        format_ = self.match.get("period_format")
+        return derive.clock(
+            self.clock_actions,
+            period_format=format_ if isinstance(format_, str) else None,
+            now_ms=now_ms,
+        )
+
+    def score(self) -> derive.Score:
+        return derive.score(self.match, (values for _, values in self.events))
+
+
+async def load_match_records(
+    engine: AsyncEngine,
+    club_id: uuid.UUID,
+    match_id: uuid.UUID,
+    *,
+    include_deleted: bool = False,
+    lineup: bool = False,
+) -> MatchRecords | None:
+    """The match's records, or None when the club has no such match (or it is archived and
+    ``include_deleted`` is false). ``lineup`` also loads the lineup rows and their players."""
     async with reading(engine) as conn:
         match_state = await _state(conn, tables.matches, club_id, match_id)
-        if match_state is None or match_state.is_deleted:
+        if match_state is None or (match_state.is_deleted and not include_deleted):
             return None
         match = match_state.values()
         events = [
@@ -31,21 +85,50 @@ async def load_match_view(
         actions = [
             state for _, state in await _by_match(conn, tables.clock_actions, club_id, match_id)
         ]
-        player_ids = {_uuid(values.get("player_id")) for _, values in events} - {None}
+        rows = (
+            [
+                (record_id, state.values())
+                for record_id, state in await _by_match(conn, tables.lineup, club_id, match_id)
+                if not state.is_deleted
+            ]
+            if lineup
+            else []
+        )
+        player_ids = {_uuid(values.get("player_id")) for _, values in (*events, *rows)}
         players = await _values(conn, tables.players, club_id, player_ids)
         team_ids = {_uuid(match.get("home_team_id")), _uuid(match.get("away_team_id"))}
         team_ids |= {_uuid(values.get("team_id")) for _, values in events}
         team_ids |= {_uuid(values.get("current_team")) for values in players.values()}
-        teams = await _values(conn, tables.teams, club_id, team_ids - {None})
-    return viewer.match_view(
-        match_id,
-        match,
-        teams=teams,
-        players=players,
+        teams = await _values(conn, tables.teams, club_id, team_ids)
+        settings = await _state(conn, tables.club_settings, club_id, club_id)
+    naming = None if settings is None else settings.values().get("viewer_names")
+    return MatchRecords(
+        match_id=match_id,
+        match=match,
+        deleted=match_state.is_deleted,
         events=events,
         clock_actions=actions,
-        now_ms=now_ms,
+        players=players,
+        teams=teams,
+        lineup=rows,
+        viewer_names=naming
+        if isinstance(naming, str) and naming in VIEWER_NAMES
+        else (viewer.DEFAULT_NAMING),
     )
+
+
+async def load_match_view(
+    engine: AsyncEngine,
+    club_id: uuid.UUID,
+    match_id: uuid.UUID,
+    now_ms: int,
+    *,
+    full_names: bool = False,
+) -> viewer.MatchView | None:
+    """The viewer's view of a match, or None when the club has no such live match.
+    ``full_names`` shows players' full names: for coaches, never for family viewers."""
+    records = await load_match_records(engine, club_id, match_id)
+    return None if records is None else records.view(now_ms, full_names=full_names)
 
 
 async def _state(
@@ -72,7 +155,7 @@ async def _by_match(
 
 async def _values(
     conn: AsyncConnection, table: Table, club_id: uuid.UUID, ids: Iterable[uuid.UUID | None]
-) -> dict[str, dict[str, Scalar]]:
+) -> dict[str, Values]:
     wanted = [record_id for record_id in ids if record_id is not None]
     if not wanted:
         return {}

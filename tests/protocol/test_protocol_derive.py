@@ -315,3 +315,183 @@ def test_time_zones_in_action_times_are_honoured() -> None:
 )
 def test_clock_time_is_minutes_and_seconds(elapsed_ms: int, text: str) -> None:
     assert ClockState("in_progress", 1, True, elapsed_ms).clock_time == text
+
+
+# -- minutes played ----------------------------------------------------------------------------
+
+from protocol.derive import (  # noqa: E402
+    match_minute,
+    minutes_played,
+    period_minutes,
+    played_until,
+)
+
+KEEPER, STRIKER, SUB, LATE = "keeper", "striker", "sub", "late"
+
+
+def sub_event(
+    player: str | None, period: int, minutes: float, *, off: str | None = None, **extra: Scalar
+) -> dict[str, Scalar]:
+    """A substitution event: on unless ``off`` names the event it makes room for."""
+    fields: dict[str, Scalar] = {
+        "kind": "substitution",
+        "player_id": player,
+        "period_number": period,
+        "clock_ms": int(minutes * MINUTE),
+        "related_event_id": off,
+    }
+    fields.update(extra)
+    return fields
+
+
+def row(player: str, start: float | None = None, end: float | None = None) -> dict[str, Scalar]:
+    return {"player_id": player, "start_min": start, "end_min": end}
+
+
+def test_period_minutes_split_the_match_length() -> None:
+    assert period_minutes({"duration_mins": 50, "period_format": "half"}) == 25
+    assert period_minutes({"duration_mins": 60, "period_format": "quarter"}) == 15
+    assert period_minutes({}) == 25  # the app's default: 50 minutes in halves
+    assert period_minutes({"duration_mins": True, "period_format": "nonsense"}) == 25
+
+
+@pytest.mark.parametrize(
+    ("period", "clock_ms", "minute"),
+    [
+        (1, 0, 0.0),
+        (1, 10 * MINUTE, 10.0),
+        (2, 0, 25.0),
+        (2, 10 * MINUTE + 30_000, 35.5),
+        (1, 27 * MINUTE, 25.0),  # stoppage time counts as the period's last minute
+        (3, 5 * MINUTE, 55.0),  # extra time continues at the regular length
+        (0, 5 * MINUTE, 0.0),  # before kickoff
+        (None, 5 * MINUTE, 5.0),  # no period: the first
+        (2, None, 25.0),
+        (True, 1000, 0.0),
+        (1, -5, 0.0),
+    ],
+)
+def test_match_minute_counts_earlier_periods_at_their_length(
+    period: Scalar, clock_ms: Scalar, minute: float
+) -> None:
+    assert match_minute(period, clock_ms, period_length=25) == minute
+
+
+def test_minutes_of_starters_substitutes_and_players_off_the_sheet() -> None:
+    on = "on-event-id"
+    played = minutes_played(
+        [row(KEEPER, 0), row(STRIKER, 0), row(SUB)],
+        [
+            sub_event(SUB, 2, 10),  # minute 35: the sub comes on ...
+            sub_event(STRIKER, 2, 10, off=on),  # ... for the striker
+            sub_event(LATE, 2, 20),  # a late arrival, not on the team sheet
+            {"kind": "goal", "player_id": KEEPER, "period_number": 1, "clock_ms": 0},
+        ],
+        period_length=25,
+        until=50,
+    )
+    assert played == {KEEPER: 50.0, STRIKER: 35.0, SUB: 15.0, LATE: 5.0}
+
+
+def test_lineup_minutes_alone_give_stints() -> None:
+    played = minutes_played(
+        [row(KEEPER, 0), row(STRIKER, 0, 20), row(SUB, 20), row("bench")],
+        [],
+        period_length=25,
+        until=50,
+    )
+    assert played == {KEEPER: 50.0, STRIKER: 20.0, SUB: 30.0, "bench": 0.0}
+
+
+def test_off_without_replacement_and_re_entry() -> None:
+    played = minutes_played(
+        [row(KEEPER, 0)],
+        [
+            # Injured, and nobody replaces him: an "on" event naming no player, and his "off"
+            # event pointing at it.
+            sub_event(None, 1, 10),
+            sub_event(KEEPER, 1, 10, off="the on event naming nobody"),
+            sub_event(KEEPER, 2, 0),  # back for the second half
+        ],
+        period_length=25,
+        until=50,
+    )
+    assert played == {KEEPER: 10.0 + 25.0}
+
+
+def test_the_same_substitution_logged_twice_counts_once() -> None:
+    once = minutes_played(
+        [row(STRIKER, 0), row(SUB)],
+        [sub_event(SUB, 1, 15), sub_event(STRIKER, 1, 15, off="x")],
+        period_length=25,
+        until=50,
+    )
+    twice = minutes_played(
+        [row(STRIKER, 0), row(SUB)],
+        [
+            sub_event(SUB, 1, 15),
+            sub_event(STRIKER, 1, 15, off="x"),
+            sub_event(SUB, 1, 15.1),  # a second coach logged it too, a moment later
+            sub_event(STRIKER, 1, 15.1, off="y"),
+        ],
+        period_length=25,
+        until=50,
+    )
+    assert once == twice == {STRIKER: 15.0, SUB: 35.0}
+
+
+def test_minutes_stop_at_until_and_never_go_negative() -> None:
+    played = minutes_played(
+        [row(KEEPER, 0), row(STRIKER, 30)],  # planned to come on later than now
+        [sub_event(SUB, 2, 5), sub_event(None, 1, 1)],
+        period_length=25,
+        until=28,
+    )
+    assert played == {KEEPER: 28.0, STRIKER: 0.0, SUB: 0.0}
+
+
+def test_off_goes_before_on_at_the_same_minute() -> None:
+    # Lineup says off at 20, an event brings the player back on at 20: one continuous stint.
+    played = minutes_played(
+        [row(STRIKER, 0, 20)], [sub_event(STRIKER, 1, 20)], period_length=25, until=50
+    )
+    assert played == {STRIKER: 50.0}
+
+
+@given(st.data())
+def test_minutes_depend_only_on_which_rows_and_events_there_are(data: st.DataObject) -> None:
+    players = ["p1", "p2", "p3"]
+    minute = st.one_of(st.none(), st.floats(0, 60, allow_nan=False))
+    rows = data.draw(st.lists(st.builds(row, st.sampled_from(players), minute, minute), max_size=4))
+    events = data.draw(
+        st.lists(
+            st.builds(
+                sub_event,
+                st.sampled_from(players),
+                st.integers(1, 3),
+                st.floats(0, 30, allow_nan=False),
+                off=st.one_of(st.none(), st.just("e")),
+            ),
+            max_size=8,
+        )
+    )
+    until = data.draw(st.floats(0, 80, allow_nan=False))
+    expected = minutes_played(rows, events, period_length=25, until=until)
+    shuffled_rows = data.draw(st.permutations(rows))
+    shuffled_events = data.draw(st.permutations(events))
+    got = minutes_played(shuffled_rows, shuffled_events, period_length=25, until=until)
+    assert got == pytest.approx(expected)
+    assert all(0 <= minutes <= until + 1e-9 for minutes in got.values())
+
+
+def test_played_until_follows_the_clock() -> None:
+    match: dict[str, Scalar] = {"duration_mins": 50, "period_format": "half"}
+    assert played_until(ClockState("not_started", 0, False, 0), match=match) == 50
+    assert played_until(ClockState("postponed", 0, False, 0), match=match) == 0
+    assert played_until(ClockState("in_progress", 1, True, 12 * MINUTE), match=match) == 12
+    assert played_until(ClockState("half_time", 1, False, 26 * MINUTE), match=match) == 25
+    assert played_until(ClockState("in_progress", 2, False, 10 * MINUTE), match=match) == 35
+    assert played_until(ClockState("completed", 2, False, 25 * MINUTE), match=match) == 50
+    quarters: dict[str, Scalar] = {"duration_mins": 60, "period_format": "quarter"}
+    assert played_until(ClockState("not_started", 0, False, 0), match=quarters) == 60
+    assert played_until(ClockState("in_progress", 3, True, 5 * MINUTE), match=quarters) == 35

@@ -72,3 +72,31 @@ def test_private_fields_never_reach_the_view(notes: str, dob: str, sentiment: in
     assert "private:" not in encoded
     assert dob not in encoded and "Smith" not in encoded and "sentiment" not in encoded
     assert view.match.score.home == 1 and view.recent_events[0].player == "Jamie S."
+
+
+def _one_goal_view(**options: object) -> str:
+    home, away, player = (str(uuid.uuid4()) for _ in range(3))
+    view = match_view(
+        uuid.uuid4(),
+        {"home_team_id": home, "away_team_id": away},
+        teams={home: {"name": "Riverside"}, away: {"name": "Hillview"}},
+        players={player: {"full_name": "Jamie Alexander Smith", "squad_number": 7}},
+        events=[(uuid.uuid4(), {"kind": "goal", "team_id": home, "player_id": player})],
+        clock_actions=[],
+        now_ms=0,
+        **options,  # type: ignore[arg-type]
+    )
+    label = view.recent_events[0].player
+    assert label is not None
+    return label
+
+
+def test_full_names_only_when_asked_for_coaches() -> None:
+    assert _one_goal_view() == "Jamie S."
+    assert _one_goal_view(full_names=False) == "Jamie S."
+    assert _one_goal_view(full_names=True) == "Jamie Alexander Smith"
+
+
+def test_the_club_default_naming_applies_when_the_team_has_none() -> None:
+    assert _one_goal_view(default_naming="squad_number") == "#7"
+    assert _one_goal_view(default_naming="nonsense") == "Jamie S."
