@@ -101,7 +101,10 @@ async def load_match_records(
         team_ids |= {_uuid(values.get("current_team")) for values in players.values()}
         teams = await _values(conn, tables.teams, club_id, team_ids)
         settings = await _state(conn, tables.club_settings, club_id, club_id)
-    naming = None if settings is None else settings.values().get("viewer_names")
+    naming = None
+    # Archived settings count as none, as GET /api/clubs/{id}/settings answers them.
+    if settings is not None and not settings.is_deleted:
+        naming = settings.values().get("viewer_names")
     return MatchRecords(
         match_id=match_id,
         match=match,

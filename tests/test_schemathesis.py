@@ -77,6 +77,10 @@ class LiveServer:
     user_id: str
     match_id: str
     conflict_id: str
+    team_id: str = ""
+    player_id: str = ""
+    season_id: str = ""
+    event_id: str = ""
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -147,7 +151,7 @@ def _seed(base_url: str) -> LiveServer:
     )
     assert response.status_code == 201, response.text
     tokens = response.json()
-    home, away, match_id = (str(uuid.uuid4()) for _ in range(3))
+    home, away, match_id, player, season, event = (str(uuid.uuid4()) for _ in range(6))
     seeding = LiveServer(
         base_url=base_url,
         email=email,
@@ -156,6 +160,10 @@ def _seed(base_url: str) -> LiveServer:
         user_id=tokens["user"]["id"],
         match_id=match_id,
         conflict_id="",
+        team_id=home,
+        player_id=player,
+        season_id=season,
+        event_id=event,
     )
     match = {
         "home_team_id": home,
@@ -169,6 +177,14 @@ def _seed(base_url: str) -> LiveServer:
         _change(2, "teams", away, {"name": "Hillview U10", "is_opponent": True}),
         _change(3, "matches", match_id, match),
         _change(4, "matches", match_id, {"venue": "Riverside Park"}),
+        _change(5, "players", player, {"full_name": "Jamie Smith", "current_team": home}),
+        _change(6, "seasons", season, {"label": "2026/27"}),
+        _change(
+            7,
+            "events",
+            event,
+            {"match_id": match_id, "kind": "goal", "team_id": home, "player_id": player},
+        ),
     ]
     seeding.post("/api/sync/push", {"device_id": DEVICE, "changes": changes})
     # The other device writes the venue without having seen the first device's write.
@@ -255,6 +271,10 @@ def _aim_at_seeded_records(case: OpenApiCase, server: LiveServer) -> None:
         "user_id": server.user_id,
         "match_id": server.match_id,
         "conflict_id": server.conflict_id,
+        "team_id": server.team_id,
+        "player_id": server.player_id,
+        "season_id": server.season_id,
+        "event_id": server.event_id,
     }
     path = case.path_parameters or {}
     for name, value in seeded.items():
