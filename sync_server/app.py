@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sync_server import __version__
 from sync_server.auth import Principal, build_jwt_auth, principal_of
 from sync_server.db import create_engine
+from sync_server.http_caching import ETagMiddleware
 from sync_server.http_hardening import harden_app
 from sync_server.problems import exception_handlers
 from sync_server.ratelimit import RateLimiter, RateLimitMiddleware, open_rate_limiter
@@ -136,6 +137,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
         # Outermost of the app's middleware: a flood of forged tokens is limited before any
         # token is checked against the database.
         config.middleware.insert(0, rate_limit)
+        # Innermost: tags the handler's own bytes, before compression.
+        config.middleware.append(ETagMiddleware())
         return config
 
     app = Litestar(

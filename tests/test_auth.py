@@ -566,3 +566,14 @@ async def test_inventing_tokens_does_not_escape_the_limit(
         ]
     # Each invented token is new, but the address behind them all is limited at 10x.
     assert statuses[:20] == [401] * 20 and statuses[20] == 429
+
+
+async def test_every_get_carries_an_etag(client: AsyncTestClient[Litestar]) -> None:
+    tokens = await sign_up(client)
+    for path in ("/api/auth/me", f"/api/clubs/{tokens['club']['id']}/members", "/health"):
+        first = await client.get(path, headers=bearer(tokens))
+        assert first.status_code == 200 and first.headers["ETag"].startswith('"')
+        again = await client.get(
+            path, headers={**bearer(tokens), "If-None-Match": first.headers["ETag"]}
+        )
+        assert again.status_code == 304 and again.content == b""

@@ -35,7 +35,6 @@ from protocol.rest_events import (
 from protocol.schema import Scalar
 from sync_server import tables
 from sync_server.auth import Principal, require_writer, utc_now
-from sync_server.http_caching import ETagMiddleware
 from sync_server.problems import ProblemError, problem_responses
 from sync_server.records import DEFAULT_PAGE, MAX_PAGE, Records
 
@@ -401,6 +400,5 @@ router = Router(
         delete_event,
         restore_event,
     ],
-    middleware=[ETagMiddleware()],
     tags=["events"],
 )

@@ -45,7 +45,6 @@ from protocol.schema import PERIOD_FORMATS, Scalar
 from protocol.viewer import STATUS, Scoreboard
 from sync_server import tables
 from sync_server.auth import Principal, require_writer, utc_now
-from sync_server.http_caching import ETagMiddleware
 from sync_server.match_view import MatchRecords, load_match_records
 from sync_server.problems import ProblemError, problem_responses
 from sync_server.records import DEFAULT_PAGE, MAX_PAGE, Records
@@ -653,6 +652,5 @@ router = Router(
         get_lineup,
         put_lineup,
     ],
-    middleware=[ETagMiddleware()],
     tags=["matches"],
 )

@@ -47,7 +47,6 @@ from protocol.rest_clubs import (
 from protocol.schema import PERIOD_FORMATS, VIEWER_NAMES, Scalar, TableName
 from sync_server import tables
 from sync_server.auth import Principal, require_writer
-from sync_server.http_caching import ETagMiddleware
 from sync_server.problems import ProblemError, problem_responses
 from sync_server.records import DEFAULT_PAGE, MAX_PAGE, Records
 
@@ -525,6 +524,5 @@ router = Router(
         get_settings,
         update_settings,
     ],
-    middleware=[ETagMiddleware()],
     tags=["teams"],
 )
