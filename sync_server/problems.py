@@ -19,7 +19,10 @@ from litestar.exceptions import ClientException, HTTPException, ValidationExcept
 from litestar.exceptions import SerializationException as LitestarSerializationException
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
+from litestar.utils.scope.state import ScopeState
 from sqlalchemy import exc as sql_errors
+
+from sync_server.body_errors import body_errors
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -153,9 +156,11 @@ def _problem_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[dic
 
 
 def _validation_error(
-    _: Request[Any, Any, Any], exc: ValidationException
+    request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
     errors = [_field_error(item) for item in exc.extra or () if isinstance(item, Mapping)]
+    if errors and all(error["source"] == "body" for error in errors):
+        errors = _every_body_error(request) or errors
     if not errors:
         # A missing header or query parameter: Litestar's own message names it.
         return problem_response(
@@ -169,6 +174,18 @@ def _validation_error(
         or "The request does not match the expected schema.",
         errors=errors,
     )
+
+
+def _every_body_error(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
+    """All problems of the body, where msgspec reported only its first."""
+    # Handlers here are synchronous, so the body is read from where Litestar cached it
+    # when it decoded (and refused) it.
+    raw = ScopeState.from_scope(request.scope).body
+    handler = request.scope.get("route_handler")
+    if not isinstance(raw, bytes) or handler is None:
+        return []
+    data = handler.parsed_fn_signature.parameters.get("data")
+    return body_errors(data.annotation, raw) if data is not None else []
 
 
 def _field_error(item: Mapping[str, Any]) -> dict[str, str]:

@@ -577,3 +577,20 @@ async def test_every_get_carries_an_etag(client: AsyncTestClient[Litestar]) -> N
             path, headers={**bearer(tokens), "If-None-Match": first.headers["ETag"]}
         )
         assert again.status_code == 304 and again.content == b""
+
+
+async def test_a_bad_body_is_answered_with_every_bad_field(
+    client: AsyncTestClient[Litestar], clean_engine: AsyncEngine
+) -> None:
+    response = await client.post(
+        "/api/auth/signup",
+        json={"email": "not-an-email", "password": "short", "team_name": 7, "colour": "red"},
+    )
+    problem = assert_problem(response, 422, "validation-failed")
+    assert sorted(error["field"] for error in problem["errors"]) == [
+        "$.colour",
+        "$.email",
+        "$.password",
+        "$.team_name",
+    ]
+    assert await count(clean_engine, tables.users) == 0

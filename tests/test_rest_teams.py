@@ -416,7 +416,9 @@ async def test_invalid_bodies_name_each_bad_field_and_write_nothing(
         "$.end_date",
     )
     assert_invalid(
-        await client.post("/api/seasons", json={"lable": "x"}, headers=headers), "$.lable"
+        await client.post("/api/seasons", json={"lable": "x"}, headers=headers),
+        "$.lable",
+        "$.label",  # the typo, and the label it left out
     )
     settings = f"/api/clubs/{club.id}/settings"
     assert_invalid(
