@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, cast
 
 import msgspec
@@ -37,10 +36,26 @@ from sync_server import tables
 from sync_server.auth import Principal, require_writer, utc_now
 from sync_server.problems import ProblemError, problem_responses
 from sync_server.records import DEFAULT_PAGE, MAX_PAGE, Records
+from sync_server.routes.rest_common import (
+    as_float as _float,
+)
+from sync_server.routes.rest_common import (
+    as_int as _int,
+)
+from sync_server.routes.rest_common import (
+    as_text as _text,
+)
+from sync_server.routes.rest_common import (
+    as_uuid as _uuid,
+)
 
 # Every route: a request Litestar rejects or a bad query (400), no or a revoked token (401),
 # not a writer (403), no such match or event in the club (404), rate limited (429), the
 # database gone (503).
+from sync_server.routes.rest_common import (
+    to_scalar as _scalar,
+)
+
 _ANY = (400, 401, 403, 404, 429, 503)
 # Routes with a JSON body: too large (413), failing validation (422).
 _BODY = (413, 422)
@@ -336,14 +351,6 @@ def _error(name: str, message: str) -> dict[str, str]:
     return {"field": f"$.{name}", "message": message, "source": "body"}
 
 
-def _scalar(value: object) -> Scalar:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return cast(Scalar, value)
-
-
 def _event_out(event_id: uuid.UUID, state: RecordState, match: Mapping[str, Scalar]) -> EventOut:
     values = state.values()
     team_id = values.get("team_id")
@@ -370,24 +377,6 @@ def _event_out(event_id: uuid.UUID, state: RecordState, match: Mapping[str, Scal
         created_at=_text(values.get("created_at")),
         deleted=state.is_deleted,
     )
-
-
-def _uuid(value: Scalar) -> uuid.UUID | None:
-    return uuid.UUID(value) if isinstance(value, str) else None
-
-
-def _int(value: Scalar) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Scalar) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _text(value: Scalar) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 router = Router(

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Final
 
 import msgspec
 from litestar import Router, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,93 +45,60 @@ from protocol.viewer import STATUS, Scoreboard
 from sync_server import tables
 from sync_server.auth import Principal, require_writer, utc_now
 from sync_server.match_view import MatchRecords, load_match_records
-from sync_server.problems import ProblemError, problem_responses
+from sync_server.problems import ProblemError
 from sync_server.records import DEFAULT_PAGE, MAX_PAGE, Records
+from sync_server.routes.rest_common import (
+    ANY_ERRORS as _ANY,
+)
+from sync_server.routes.rest_common import (
+    BODY_ERRORS as _BODY,
+)
+from sync_server.routes.rest_common import (
+    QUERY_ERRORS as _QUERY,
+)
+from sync_server.routes.rest_common import (
+    WRITER_ERRORS as _WRITER,
+)
+from sync_server.routes.rest_common import (
+    Cursor,
+    IncludeDeleted,
+    Limit,
+)
+from sync_server.routes.rest_common import (
+    as_float as _float,
+)
+from sync_server.routes.rest_common import (
+    as_int as _int,
+)
+from sync_server.routes.rest_common import (
+    as_text as _text,
+)
+from sync_server.routes.rest_common import (
+    as_uuid as _uuid,
+)
+from sync_server.routes.rest_common import (
+    carried as _carried,
+)
+from sync_server.routes.rest_common import (
+    responses as _responses,
+)
+from sync_server.routes.rest_common import (
+    to_scalar as _scalar,
+)
 from sync_server.store import SystemClock
 
 __all__ = ["router"]
 
-# Every route: a request Litestar rejects or an invalid query (400), no or a revoked token
-# (401), rate limited (429), the database gone (503).
-_ANY: Final = (400, 401, 429, 503)
-# Routes for writers only: a viewer is refused (403).
-_WRITER: Final = (*_ANY, 403)
-# Routes with a JSON body: too large (413), failing validation, field by field (422).
-_BODY: Final = (413, 422)
-# Query parameters of the wrong type (422, naming the parameter).
-_QUERY: Final = (422,)
 # Used when neither the request nor the club's settings name them (the app's defaults).
 _DEFAULT_PERIOD_FORMAT: Final = "half"
 _DEFAULT_DURATION_MINS: Final = derive.DEFAULT_DURATION_MINS
 
-Limit = Annotated[
-    int,
-    # Documented bounds only: outside them Records.page answers 400 invalid-query.
-    QueryParameter(
-        description="Most items in this page",
-        schema_extra={"minimum": 1, "maximum": MAX_PAGE},
-    ),
-]
-Cursor = Annotated[
-    str | None,
-    QueryParameter(description="The next_cursor of the previous page; absent for the first"),
-]
-IncludeDeleted = Annotated[
-    bool, QueryParameter(description="Also list archived matches (with deleted: true)")
-]
 SeasonFilter = Annotated[
     uuid.UUID | None, QueryParameter(description="Only the matches of this season")
 ]
 
 
-def _responses(*statuses: int, cached: bool = False) -> dict[int, ResponseSpec]:
-    """Problem responses, plus the 304 a GET answers to a current If-None-Match tag."""
-    responses = problem_responses(*statuses)
-    if cached:
-        responses[304] = ResponseSpec(
-            data_container=None,
-            description="Not Modified: the If-None-Match tag names the current answer",
-            generate_examples=False,
-        )
-    return responses
-
-
 # -- conversions -------------------------------------------------------------------------------
-
-
-def _text(value: Scalar) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Scalar) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Scalar) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _uuid(value: Scalar) -> uuid.UUID | None:
-    return uuid.UUID(value) if isinstance(value, str) else None
-
-
-def _scalar(value: Any) -> Scalar:
-    """A request member as a field value of the protocol (§2.4)."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        # JSON 50 decodes as 50.0; write it as 50, as JavaScript clients do (§2.4).
-        return int(value)
-    return cast(Scalar, value)
-
-
-def _carried(data: msgspec.Struct, *, skip: tuple[str, ...] = ("id",)) -> dict[str, Scalar]:
-    """The fields a request carries (absent members are not written; null clears)."""
-    return {
-        name: _scalar(getattr(data, name))
-        for name in data.__struct_fields__
-        if name not in skip and getattr(data, name) is not msgspec.UNSET
-    }
 
 
 def _given(value: uuid.UUID | msgspec.UnsetType | None) -> uuid.UUID | None:

@@ -15,13 +15,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Any, Final, cast
+from typing import cast
 
-import msgspec
 from litestar import Router, get, post, put
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from protocol.ingest import ServerWrite
 from protocol.merge import RecordState
@@ -47,67 +45,48 @@ from protocol.rest_clubs import (
 from protocol.schema import PERIOD_FORMATS, VIEWER_NAMES, Scalar, TableName
 from sync_server import tables
 from sync_server.auth import Principal, require_writer
-from sync_server.problems import ProblemError, problem_responses
+from sync_server.problems import ProblemError
 from sync_server.records import DEFAULT_PAGE, MAX_PAGE, Records
+from sync_server.routes.rest_common import (
+    ANY_ERRORS as _ANY,
+)
+from sync_server.routes.rest_common import (
+    BODY_ERRORS as _BODY,
+)
+from sync_server.routes.rest_common import (
+    QUERY_ERRORS as _QUERY,
+)
+from sync_server.routes.rest_common import (
+    WRITER_ERRORS as _WRITER,
+)
+from sync_server.routes.rest_common import (
+    Cursor,
+    IncludeDeleted,
+    Limit,
+)
+from sync_server.routes.rest_common import (
+    as_date as _date,
+)
+from sync_server.routes.rest_common import (
+    as_int as _int,
+)
+from sync_server.routes.rest_common import (
+    as_text as _text,
+)
+from sync_server.routes.rest_common import (
+    as_uuid as _uuid,
+)
+from sync_server.routes.rest_common import (
+    carried as _carried,
+)
+from sync_server.routes.rest_common import (
+    responses as _responses,
+)
 
 __all__ = ["router"]
 
-# Every route: a request Litestar rejects or an invalid query (400), no or a revoked token
-# (401), rate limited (429), the database gone (503).
-_ANY: Final = (400, 401, 429, 503)
-# Routes for writers only: a viewer is refused (403).
-_WRITER: Final = (*_ANY, 403)
-# Routes with a JSON body: too large (413), failing validation, field by field (422).
-_BODY: Final = (413, 422)
-# Query parameters of the wrong type (422, naming the parameter).
-_QUERY: Final = (422,)
-
-Limit = Annotated[
-    int,
-    # Documented bounds only: outside them Records.page answers 400 invalid-query.
-    QueryParameter(
-        description="Most items in this page",
-        schema_extra={"minimum": 1, "maximum": MAX_PAGE},
-    ),
-]
-Cursor = Annotated[
-    str | None,
-    QueryParameter(description="The next_cursor of the previous page; absent for the first"),
-]
-IncludeDeleted = Annotated[
-    bool, QueryParameter(description="Also list archived records (with deleted: true)")
-]
-
-
-def _responses(*statuses: int, cached: bool = False) -> dict[int, ResponseSpec]:
-    """Problem responses, plus the 304 a GET answers to a current If-None-Match tag."""
-    responses = problem_responses(*statuses)
-    if cached:
-        responses[304] = ResponseSpec(
-            data_container=None,
-            description="Not Modified: the If-None-Match tag names the current answer",
-            generate_examples=False,
-        )
-    return responses
-
 
 # -- conversions ---------------------------------------------------------------------------
-
-
-def _text(value: Scalar) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Scalar) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _date(value: Scalar) -> date | None:
-    return date.fromisoformat(value) if isinstance(value, str) else None
-
-
-def _uuid(value: Scalar) -> uuid.UUID | None:
-    return uuid.UUID(value) if isinstance(value, str) else None
 
 
 def _viewer_names(value: Scalar) -> ViewerNames | None:
@@ -116,24 +95,6 @@ def _viewer_names(value: Scalar) -> ViewerNames | None:
 
 def _period_format(value: Scalar) -> PeriodFormat | None:
     return cast(PeriodFormat, value) if value in PERIOD_FORMATS else None
-
-
-def _scalar(value: Any) -> Scalar:
-    """A request member as a field value of the protocol (§2.4)."""
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return cast(Scalar, value)
-
-
-def _carried(data: msgspec.Struct, *, skip: tuple[str, ...] = ("id",)) -> dict[str, Scalar]:
-    """The fields a request carries (absent members are not written; null clears)."""
-    return {
-        name: _scalar(getattr(data, name))
-        for name in data.__struct_fields__
-        if name not in skip and getattr(data, name) is not msgspec.UNSET
-    }
 
 
 def _team(record_id: uuid.UUID, state: RecordState) -> Team:
