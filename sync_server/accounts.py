@@ -30,7 +30,7 @@ from protocol.accounts import (
 )
 from protocol.ingest import ServerWrite
 from sync_server import tables
-from sync_server.auth import Principal, issue_access_token, revoke_sessions
+from sync_server.auth import Principal, SessionCache, issue_access_token, revoke_sessions
 from sync_server.clubs import redeem_invite
 from sync_server.db import reading
 from sync_server.passwords import hash_password, verify_password
@@ -73,6 +73,12 @@ class Accounts:
     engine: AsyncEngine
     store: ChangeStore
     settings: Settings
+    sessions: SessionCache | None = None
+    """Cleared when a session ends here, so no request is let through on a cached one."""
+
+    def _sessions_changed(self) -> None:
+        if self.sessions is not None:
+            self.sessions.invalidate()
 
     # -- signup and login -----------------------------------------------------------------
 
@@ -265,6 +271,7 @@ class Accounts:
                     conn, row.id, row.user_id, club_id, row.device_id, now
                 )
         assert reused  # the revocation above is committed before we refuse
+        self._sessions_changed()
         raise _refused(
             "refresh-token-reused",
             "Refresh token reused",
@@ -281,6 +288,7 @@ class Accounts:
                 now,
                 "logout",
             )
+        self._sessions_changed()
 
     async def me(self, principal: Principal) -> MeResponse:
         d = tables.devices

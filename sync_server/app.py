@@ -19,7 +19,7 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server import __version__
-from sync_server.auth import Principal, build_jwt_auth, principal_of
+from sync_server.auth import Principal, SessionCache, build_jwt_auth, principal_of
 from sync_server.db import create_engine
 from sync_server.http_caching import ETagMiddleware
 from sync_server.http_hardening import harden_app
@@ -128,7 +128,12 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
         match_routes.router,
         event_routes.router,
     ]
-    jwt_auth = build_jwt_auth(settings, engine_lifespan.provide)
+    sessions = SessionCache()
+    jwt_auth = build_jwt_auth(settings, engine_lifespan.provide, sessions)
+
+    async def provide_sessions() -> SessionCache:
+        return sessions
+
     rate_limit = RateLimitMiddleware(
         engine_lifespan.limiter, limit_per_minute=settings.rate_limit_per_minute
     )
@@ -150,6 +155,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
             "rate_limiter": Provide(engine_lifespan.provide_limiter),
             "principal": Provide(provide_principal),
             "records": Provide(provide_records),
+            "sessions": Provide(provide_sessions, use_cache=True),
         },
         on_app_init=[jwt_auth.on_app_init, limit_before_auth],
         lifespan=[engine_lifespan],

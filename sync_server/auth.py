@@ -8,6 +8,7 @@ removing a member or changing a role takes effect on the very next request.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ __all__ = [
     "ALGORITHM",
     "AUDIENCE",
     "Principal",
+    "SessionCache",
     "build_jwt_auth",
     "issue_access_token",
     "require_owner",
@@ -118,8 +120,57 @@ class TokenAuthMiddleware(JWTAuthenticationMiddleware):
             ) from None
 
 
+class SessionCache:
+    """Live sessions looked up in the last ``ttl_s`` seconds, so a device's burst of requests
+    (push, then pull) pays one session lookup instead of one each.
+
+    Whoever revokes a session or changes a role in this process calls ``invalidate``, which
+    takes effect on the very next request here; other instances notice within ``ttl_s``. An
+    entry fetched while an invalidation happened is never served: it carries the generation
+    it was read in.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._max_entries = max_entries
+        self._generation = 0
+        self._entries: dict[uuid.UUID, tuple[float, int, Principal]] = {}
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def get(self, session_id: uuid.UUID) -> Principal | None:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        stored_at, generation, principal = entry
+        if generation != self._generation or self._clock() - stored_at >= self._ttl_s:
+            del self._entries[session_id]
+            return None
+        return principal
+
+    def put(self, principal: Principal, generation: int) -> None:
+        if generation != self._generation:
+            return  # read before an invalidation: it may already be stale
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()  # bounded memory; the next requests simply look up again
+        self._entries[principal.session_id] = (self._clock(), generation, principal)
+
+    def invalidate(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+
 def _session_lookup(
-    engine: Callable[[], Awaitable[AsyncEngine]],
+    engine: Callable[[], Awaitable[AsyncEngine]], sessions: SessionCache
 ) -> Callable[[AccessToken, ASGIConnection[Any, Any, Any, Any]], Awaitable[Principal | None]]:
     s, m = tables.sessions, tables.memberships
     query = (
@@ -136,29 +187,38 @@ def _session_lookup(
             user_id = uuid.UUID(token.sub)
         except ValueError:
             return None
+        cached = sessions.get(session_id)
+        if cached is not None:
+            return cached if cached.user_id == user_id else None
+        generation = sessions.generation
         async with reading(await engine()) as conn:
             row = (await conn.execute(query, {"sid": session_id})).one_or_none()
         if row is None or row.user_id != user_id:
             return None
-        return Principal(
+        principal = Principal(
             user_id=user_id,
             club_id=row.club_id,
             role=row.role,
             device_id=row.device_id,
             session_id=session_id,
         )
+        sessions.put(principal, generation)
+        return principal
 
     return retrieve
 
 
 def build_jwt_auth(
-    settings: Settings, engine: Callable[[], Awaitable[AsyncEngine]]
+    settings: Settings,
+    engine: Callable[[], Awaitable[AsyncEngine]],
+    sessions: SessionCache | None = None,
 ) -> JWTAuth[Principal, AccessToken]:
     """The app's authentication: every route needs a member's access token unless its handler
     is marked ``opt={"exclude_from_auth": True}`` (health, docs, login, share links)."""
     return JWTAuth[Principal, AccessToken](
         token_cls=AccessToken,
-        retrieve_user_handler=_session_lookup(engine),
+        # Without a cache to share, every request looks its session up.
+        retrieve_user_handler=_session_lookup(engine, sessions or SessionCache(ttl_s=0)),
         token_secret=settings.secret_key,
         algorithm=ALGORITHM,
         accepted_audiences=[AUDIENCE],

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from protocol.accounts import Invite, InvitedRole, Member, MemberList, Role
 from sync_server import tables
-from sync_server.auth import Principal, revoke_sessions
+from sync_server.auth import Principal, SessionCache, revoke_sessions
 from sync_server.db import reading
 from sync_server.problems import ProblemError
 from sync_server.settings import Settings
@@ -95,6 +95,12 @@ def _club_not_found(club_id: uuid.UUID) -> ProblemError:
 class Clubs:
     engine: AsyncEngine
     settings: Settings
+    sessions: SessionCache | None = None
+    """Cleared after a removal or a role change, which the next request must see."""
+
+    def _sessions_changed(self) -> None:
+        if self.sessions is not None:
+            self.sessions.invalidate()
 
     async def create_invite(
         self, principal: Principal, club_id: uuid.UUID, role: InvitedRole, now: datetime
@@ -159,6 +165,7 @@ class Clubs:
                     .where(m.c.club_id == club_id, m.c.user_id == user_id)
                 )
             ).one()
+        self._sessions_changed()
         return _member(row)
 
     async def remove_member(
@@ -179,6 +186,7 @@ class Clubs:
             await revoke_sessions(
                 conn, and_(s.c.user_id == user_id, s.c.club_id == club_id), now, "removed"
             )
+        self._sessions_changed()
 
 
 def _own_club(principal: Principal, club_id: uuid.UUID) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server import tables
 from sync_server.app import create_app
-from sync_server.auth import ALGORITHM, AUDIENCE, Principal, build_jwt_auth
+from sync_server.auth import ALGORITHM, AUDIENCE, Principal, SessionCache, build_jwt_auth
 from sync_server.settings import Settings
 from tests.auth_fixtures import PASSWORD, bearer, log_in, new_club, new_email, sign_up
 from tests.sync_fixtures import FakeClock, ScriptedDevice, new_match_changes
@@ -594,3 +594,64 @@ async def test_a_bad_body_is_answered_with_every_bad_field(
         "$.team_name",
     ]
     assert await count(clean_engine, tables.users) == 0
+
+
+# -- the session cache ---------------------------------------------------------------------------
+
+
+def _principal() -> Principal:
+    return Principal(
+        user_id=uuid.uuid4(),
+        club_id=uuid.uuid4(),
+        role="coach",
+        device_id="phone-a",
+        session_id=uuid.uuid4(),
+    )
+
+
+def test_cached_sessions_expire_and_invalidation_drops_them() -> None:
+    now = [100.0]
+    cache = SessionCache(ttl_s=1.0, clock=lambda: now[0])
+    principal = _principal()
+    cache.put(principal, cache.generation)
+    assert cache.get(principal.session_id) == principal
+    now[0] += 1.0
+    assert cache.get(principal.session_id) is None  # expired
+    cache.put(principal, cache.generation)
+    cache.invalidate()
+    assert cache.get(principal.session_id) is None
+
+
+def test_a_lookup_that_raced_an_invalidation_is_not_cached() -> None:
+    cache = SessionCache(ttl_s=60.0)
+    principal = _principal()
+    read_in = cache.generation  # the lookup starts
+    cache.invalidate()  # a logout commits meanwhile
+    cache.put(principal, read_in)  # the lookup's (possibly stale) answer arrives
+    assert cache.get(principal.session_id) is None
+
+
+def test_the_cache_is_bounded() -> None:
+    cache = SessionCache(ttl_s=60.0, max_entries=3)
+    principals = [_principal() for _ in range(4)]
+    for principal in principals:
+        cache.put(principal, cache.generation)
+    assert cache.get(principals[-1].session_id) == principals[-1]
+    assert sum(cache.get(p.session_id) is not None for p in principals) <= 3
+
+
+async def test_cached_sessions_still_see_logout_and_removal_at_once(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    club = await new_club(client)
+    coach = await club.member("coach", "phone-b")
+    for _ in range(3):  # warm the cache
+        assert (await client.get("/api/auth/me", headers=bearer(coach))).status_code == 200
+    removed = await client.delete(
+        f"/api/clubs/{club.id}/members/{coach['user']['id']}", headers=bearer(club.owner)
+    )
+    assert removed.status_code == 204
+    assert_problem(await client.get("/api/auth/me", headers=bearer(coach)), 401)
+    assert (await client.get("/api/auth/me", headers=bearer(club.owner))).status_code == 200
+    await client.post("/api/auth/logout", headers=bearer(club.owner))
+    assert_problem(await client.get("/api/auth/me", headers=bearer(club.owner)), 401)

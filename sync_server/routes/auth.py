@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from protocol.accounts import LoginRequest, MeResponse, RefreshRequest, SignupRequest, TokenPair
 from sync_server.accounts import Accounts
-from sync_server.auth import Principal, utc_now
+from sync_server.auth import Principal, SessionCache, utc_now
 from sync_server.problems import problem_responses
 from sync_server.ratelimit import RateLimiter, check_login_attempt
 from sync_server.settings import Settings
@@ -113,8 +113,9 @@ def _provide_accounts(
     engine: NamedDependency[AsyncEngine],
     store: NamedDependency[ChangeStore],
     settings: NamedDependency[Settings],
+    sessions: NamedDependency[SessionCache],
 ) -> Accounts:
-    return Accounts(engine=engine, store=store, settings=settings)
+    return Accounts(engine=engine, store=store, settings=settings, sessions=sessions)
 
 
 router = Router(

@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from protocol.accounts import Invite, InviteRequest, Member, MemberList, RoleChange
-from sync_server.auth import Principal, require_writer, utc_now
+from sync_server.auth import Principal, SessionCache, require_writer, utc_now
 from sync_server.clubs import Clubs
 from sync_server.problems import problem_responses
 from sync_server.settings import Settings
@@ -91,9 +91,11 @@ async def remove_member(
 
 
 def _provide_clubs(
-    engine: NamedDependency[AsyncEngine], settings: NamedDependency[Settings]
+    engine: NamedDependency[AsyncEngine],
+    settings: NamedDependency[Settings],
+    sessions: NamedDependency[SessionCache],
 ) -> Clubs:
-    return Clubs(engine=engine, settings=settings)
+    return Clubs(engine=engine, settings=settings, sessions=sessions)
 
 
 router = Router(
