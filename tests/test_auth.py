@@ -451,7 +451,10 @@ async def test_a_login_flood_meets_429_with_retry_after(
         )
         statuses.append(response.status_code)
     assert set(statuses) == {401, 429}
-    assert statuses.index(429) == settings.login_attempts_per_minute
+    # Counted in sliding windows: a window boundary passing mid-test weighs the earlier
+    # attempts a hair under 1, which can let one more through.
+    limit = settings.login_attempts_per_minute
+    assert limit <= statuses.index(429) <= limit + 1
     problem = assert_problem(response, 429, "rate-limited")
     assert int(response.headers["Retry-After"]) >= 1 and problem["retry_after"] >= 1
     # The right password is refused too while the account is locked out.
@@ -468,9 +471,10 @@ async def test_every_endpoint_is_rate_limited_per_token(
     async with AsyncTestClient(app) as client:
         tokens = await sign_up(client)  # counted against the client's address
         statuses = [
-            (await client.get("/api/auth/me", headers=bearer(tokens))).status_code for _ in range(6)
+            (await client.get("/api/auth/me", headers=bearer(tokens))).status_code for _ in range(7)
         ]
-        assert statuses == [200, 200, 200, 200, 200, 429]
+        # Five allowed; one more may pass if a sliding-window boundary falls mid-test.
+        assert statuses[:5] == [200] * 5 and statuses[-1] == 429
         # Health probes are never limited.
         assert (await client.get("/health")).status_code == 200
 
@@ -562,10 +566,11 @@ async def test_inventing_tokens_does_not_escape_the_limit(
             (
                 await client.get("/api/auth/me", headers={"Authorization": f"Bearer forged-{n}"})
             ).status_code
-            for n in range(21)
+            for n in range(22)
         ]
-    # Each invented token is new, but the address behind them all is limited at 10x.
-    assert statuses[:20] == [401] * 20 and statuses[20] == 429
+    # Each invented token is new, but the address behind them all is limited at 10x (one more
+    # may pass if a sliding-window boundary falls mid-test).
+    assert statuses[:20] == [401] * 20 and statuses[-1] == 429
 
 
 async def test_every_get_carries_an_etag(client: AsyncTestClient[Litestar]) -> None:
