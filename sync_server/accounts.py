@@ -7,11 +7,10 @@ retired token presented again means a copy leaked, so the whole family is revoke
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
@@ -30,15 +29,22 @@ from protocol.accounts import (
 )
 from protocol.ingest import ServerWrite
 from sync_server import tables
-from sync_server.auth import Principal, SessionCache, issue_access_token, revoke_sessions
+from sync_server.auth import (
+    Principal,
+    SessionCache,
+    issue_access_token,
+    revoke_sessions,
+    token_digest,
+)
 from sync_server.clubs import redeem_invite
 from sync_server.db import reading
 from sync_server.passwords import hash_password, verify_password
 from sync_server.problems import ProblemError
+from sync_server.projection import as_utc
 from sync_server.settings import Settings
 from sync_server.store import SERVER_DEVICE, ChangeStore
 
-__all__ = ["Accounts", "token_digest"]
+__all__ = ["Accounts"]
 
 
 def _bad_credentials() -> ProblemError:
@@ -52,16 +58,6 @@ def _bad_credentials() -> ProblemError:
     )
 
 
-def token_digest(token: str) -> str:
-    """What is stored of a secret token: its SHA-256, never the token itself."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def as_utc(moment: datetime) -> datetime:
-    # SQLite keeps no zone; everything the server stores is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _refused(code: str, title: str, detail: str) -> ProblemError:
     return ProblemError(
         401, code, title, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -73,12 +69,8 @@ class Accounts:
     engine: AsyncEngine
     store: ChangeStore
     settings: Settings
-    sessions: SessionCache | None = None
+    sessions: SessionCache = field(default_factory=lambda: SessionCache(ttl_s=0))
     """Cleared when a session ends here, so no request is let through on a cached one."""
-
-    def _sessions_changed(self) -> None:
-        if self.sessions is not None:
-            self.sessions.invalidate()
 
     # -- signup and login -----------------------------------------------------------------
 
@@ -271,7 +263,7 @@ class Accounts:
                     conn, row.id, row.user_id, club_id, row.device_id, now
                 )
         assert reused  # the revocation above is committed before we refuse
-        self._sessions_changed()
+        self.sessions.invalidate()
         raise _refused(
             "refresh-token-reused",
             "Refresh token reused",
@@ -288,7 +280,7 @@ class Accounts:
                 now,
                 "logout",
             )
-        self._sessions_changed()
+        self.sessions.invalidate()
 
     async def me(self, principal: Principal) -> MeResponse:
         d = tables.devices

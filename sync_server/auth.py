@@ -8,6 +8,7 @@ removing a member or changing a role takes effect on the very next request.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ __all__ = [
     "require_owner",
     "require_writer",
     "revoke_sessions",
+    "token_digest",
 ]
 
 AUDIENCE: Final = "touchline"
@@ -73,6 +75,12 @@ class AccessToken(Token):
     sid: str = field(default="")
     club: str = field(default="")
     dev: str = field(default="")
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a secret token (refresh token, invite code, share token): its
+    SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def issue_access_token(settings: Settings, principal: Principal, now: datetime) -> str:

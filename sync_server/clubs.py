@@ -7,21 +7,21 @@ member ends their sessions at once, so their devices' tokens stop working on the
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Select, and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from protocol.accounts import Invite, InvitedRole, Member, MemberList, Role
 from sync_server import tables
-from sync_server.auth import Principal, SessionCache, revoke_sessions
+from sync_server.auth import Principal, SessionCache, revoke_sessions, token_digest
 from sync_server.db import reading
 from sync_server.problems import ProblemError
+from sync_server.projection import as_utc
 from sync_server.settings import Settings
 
 __all__ = ["Clubs", "normalise_invite_code", "redeem_invite"]
@@ -42,11 +42,11 @@ def normalise_invite_code(code: str) -> str:
 
 
 def _code_digest(code: str) -> str:
-    return hashlib.sha256(normalise_invite_code(code).encode()).hexdigest()
+    return token_digest(normalise_invite_code(code))
 
 
 def _iso(moment: datetime) -> str:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return as_utc(moment).isoformat()
 
 
 async def redeem_invite(
@@ -61,10 +61,7 @@ async def redeem_invite(
             )
         )
     ).one_or_none()
-    expires_at = None if row is None else row.expires_at
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)
-    if row is None or row.used_at is not None or expires_at is None or expires_at <= now:
+    if row is None or row.used_at is not None or as_utc(row.expires_at) <= now:
         raise _invalid_invite()
     # Conditional on still being unused: of two signups racing for one code, one wins.
     claimed = await conn.execute(
@@ -95,12 +92,8 @@ def _club_not_found(club_id: uuid.UUID) -> ProblemError:
 class Clubs:
     engine: AsyncEngine
     settings: Settings
-    sessions: SessionCache | None = None
+    sessions: SessionCache = field(default_factory=lambda: SessionCache(ttl_s=0))
     """Cleared after a removal or a role change, which the next request must see."""
-
-    def _sessions_changed(self) -> None:
-        if self.sessions is not None:
-            self.sessions.invalidate()
 
     async def create_invite(
         self, principal: Principal, club_id: uuid.UUID, role: InvitedRole, now: datetime
@@ -127,12 +120,7 @@ class Clubs:
         _own_club(principal, club_id)
         u, m = tables.users, tables.memberships
         async with reading(self.engine) as conn:
-            rows = await conn.execute(
-                select(m.c.user_id, u.c.email, m.c.role, m.c.created_at)
-                .join(u, u.c.id == m.c.user_id)
-                .where(m.c.club_id == club_id)
-                .order_by(m.c.created_at, u.c.email)
-            )
+            rows = await conn.execute(_members_of(club_id).order_by(m.c.created_at, u.c.email))
             return MemberList(members=[_member(row) for row in rows])
 
     async def change_role(
@@ -145,7 +133,7 @@ class Clubs:
         _own_club(principal, club_id)
         if principal.role != "owner":
             raise ProblemError(403, "forbidden", "Owner only", "only the owner changes roles")
-        m, u = tables.memberships, tables.users
+        m = tables.memberships
         async with self.engine.begin() as conn:
             current = await _role_of(conn, club_id, user_id)
             if current == "owner":
@@ -158,14 +146,8 @@ class Clubs:
             await conn.execute(
                 update(m).where(m.c.club_id == club_id, m.c.user_id == user_id).values(role=role)
             )
-            row = (
-                await conn.execute(
-                    select(m.c.user_id, u.c.email, m.c.role, m.c.created_at)
-                    .join(u, u.c.id == m.c.user_id)
-                    .where(m.c.club_id == club_id, m.c.user_id == user_id)
-                )
-            ).one()
-        self._sessions_changed()
+            row = (await conn.execute(_members_of(club_id).where(m.c.user_id == user_id))).one()
+        self.sessions.invalidate()
         return _member(row)
 
     async def remove_member(
@@ -186,7 +168,7 @@ class Clubs:
             await revoke_sessions(
                 conn, and_(s.c.user_id == user_id, s.c.club_id == club_id), now, "removed"
             )
-        self._sessions_changed()
+        self.sessions.invalidate()
 
 
 def _own_club(principal: Principal, club_id: uuid.UUID) -> None:
@@ -202,6 +184,15 @@ async def _role_of(conn: AsyncConnection, club_id: uuid.UUID, user_id: uuid.UUID
     if role is None:
         raise ProblemError(404, "not-found", "Member not found", f"no member {user_id} here")
     return role  # type: ignore[no-any-return]
+
+
+def _members_of(club_id: uuid.UUID) -> Select[Any]:
+    m, u = tables.memberships, tables.users
+    return (
+        select(m.c.user_id, u.c.email, m.c.role, m.c.created_at)
+        .join(u, u.c.id == m.c.user_id)
+        .where(m.c.club_id == club_id)
+    )
 
 
 def _member(row: Any) -> Member:

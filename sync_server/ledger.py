@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -12,6 +12,7 @@ from sqlalchemy import Row
 from protocol import merge
 from protocol.schema import Scalar
 from protocol.wire import ConflictRecord, ConflictSide
+from sync_server.projection import as_utc
 
 _SCALAR: msgspec.json.Decoder[Scalar] = msgspec.json.Decoder(Scalar)
 _encode = msgspec.json.encode
@@ -47,9 +48,7 @@ def conflict_row(club_id: uuid.UUID, record: ConflictRecord, when: datetime) -> 
 
 
 def conflict_from_row(row: Row[Any]) -> ConflictRecord:
-    detected = row.detected_at
-    if detected.tzinfo is None:  # SQLite keeps no zone; everything stored is UTC
-        detected = detected.replace(tzinfo=UTC)
+    detected = as_utc(row.detected_at)
     return ConflictRecord(
         id=row.id,
         server_seq=int(row.server_seq),

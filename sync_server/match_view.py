@@ -4,7 +4,6 @@ protocol.derive): the viewer's view, the coach's view, the score and the lineup.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Table, select
@@ -14,6 +13,7 @@ from protocol import derive, merge, viewer
 from protocol.schema import VIEWER_NAMES, Scalar
 from sync_server import tables
 from sync_server.db import reading
+from sync_server.records import read_state, read_values
 
 Values = dict[str, Scalar]
 
@@ -73,7 +73,7 @@ async def load_match_records(
     """The match's records, or None when the club has no such match (or it is archived and
     ``include_deleted`` is false). ``lineup`` also loads the lineup rows and their players."""
     async with reading(engine) as conn:
-        match_state = await _state(conn, tables.matches, club_id, match_id)
+        match_state = await read_state(conn, tables.matches, club_id, match_id)
         if match_state is None or (match_state.is_deleted and not include_deleted):
             return None
         match = match_state.values()
@@ -95,12 +95,12 @@ async def load_match_records(
             else []
         )
         player_ids = {_uuid(values.get("player_id")) for _, values in (*events, *rows)}
-        players = await _values(conn, tables.players, club_id, player_ids)
+        players = await read_values(conn, tables.players, club_id, player_ids)
         team_ids = {_uuid(match.get("home_team_id")), _uuid(match.get("away_team_id"))}
         team_ids |= {_uuid(values.get("team_id")) for _, values in events}
         team_ids |= {_uuid(values.get("current_team")) for values in players.values()}
-        teams = await _values(conn, tables.teams, club_id, team_ids)
-        settings = await _state(conn, tables.club_settings, club_id, club_id)
+        teams = await read_values(conn, tables.teams, club_id, team_ids)
+        settings = await read_state(conn, tables.club_settings, club_id, club_id)
     naming = None
     # Archived settings count as none, as GET /api/clubs/{id}/settings answers them.
     if settings is not None and not settings.is_deleted:
@@ -134,17 +134,6 @@ async def load_match_view(
     return None if records is None else records.view(now_ms, full_names=full_names)
 
 
-async def _state(
-    conn: AsyncConnection, table: Table, club_id: uuid.UUID, record_id: uuid.UUID
-) -> merge.RecordState | None:
-    raw = (
-        await conn.execute(
-            select(table.c.sync_state).where(table.c.club_id == club_id, table.c.id == record_id)
-        )
-    ).scalar_one_or_none()
-    return None if raw is None else merge.decode_state(raw)
-
-
 async def _by_match(
     conn: AsyncConnection, table: Table, club_id: uuid.UUID, match_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, merge.RecordState]]:
@@ -154,20 +143,6 @@ async def _by_match(
         )
     )
     return [(row.id, merge.decode_state(row.sync_state)) for row in rows]
-
-
-async def _values(
-    conn: AsyncConnection, table: Table, club_id: uuid.UUID, ids: Iterable[uuid.UUID | None]
-) -> dict[str, Values]:
-    wanted = [record_id for record_id in ids if record_id is not None]
-    if not wanted:
-        return {}
-    rows = await conn.execute(
-        select(table.c.id, table.c.sync_state).where(
-            table.c.club_id == club_id, table.c.id.in_(wanted)
-        )
-    )
-    return {str(row.id): merge.decode_state(row.sync_state).values() for row in rows}
 
 
 def _uuid(value: Scalar) -> uuid.UUID | None:

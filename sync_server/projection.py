@@ -39,6 +39,11 @@ def from_ms(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored timestamp with its zone: SQLite keeps none, and everything stored is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def domain_row(
     table_name: str, club_id: uuid.UUID, record_id: uuid.UUID, state: merge.RecordState, seq: int
 ) -> dict[str, Any]:

@@ -15,12 +15,12 @@ import base64
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import Table, and_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from protocol import merge
 from protocol.ingest import PushRejected, ServerWrite
@@ -99,14 +99,7 @@ class Records:
         self, club_id: uuid.UUID, table: Table, record_id: uuid.UUID
     ) -> merge.RecordState | None:
         async with reading(self.engine) as conn:
-            raw = (
-                await conn.execute(
-                    select(table.c.sync_state).where(
-                        table.c.club_id == club_id, table.c.id == record_id
-                    )
-                )
-            ).scalar_one_or_none()
-        return None if raw is None else merge.decode_state(raw)
+            return await read_state(conn, table, club_id, record_id)
 
     async def require(
         self,
@@ -163,12 +156,34 @@ class Records:
         if not ids:
             return {}
         async with reading(self.engine) as conn:
-            rows = await conn.execute(
-                select(table.c.id, table.c.sync_state).where(
-                    table.c.club_id == club_id, table.c.id.in_(list(ids))
-                )
-            )
-            return {str(row.id): merge.decode_state(row.sync_state).values() for row in rows}
+            return await read_values(conn, table, club_id, ids)
+
+
+async def read_state(
+    conn: AsyncConnection, table: Table, club_id: uuid.UUID, record_id: uuid.UUID
+) -> merge.RecordState | None:
+    """One record's merged state, or None when the club has no such record."""
+    raw = (
+        await conn.execute(
+            select(table.c.sync_state).where(table.c.club_id == club_id, table.c.id == record_id)
+        )
+    ).scalar_one_or_none()
+    return None if raw is None else merge.decode_state(raw)
+
+
+async def read_values(
+    conn: AsyncConnection, table: Table, club_id: uuid.UUID, ids: Iterable[uuid.UUID | None]
+) -> dict[str, dict[str, Scalar]]:
+    """Current values of the given records, keyed by id as text (missing ids absent)."""
+    wanted = [record_id for record_id in ids if record_id is not None]
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(table.c.id, table.c.sync_state).where(
+            table.c.club_id == club_id, table.c.id.in_(wanted)
+        )
+    )
+    return {str(row.id): merge.decode_state(row.sync_state).values() for row in rows}
 
 
 def _rest_problem(rejected: PushRejected) -> ProblemError:

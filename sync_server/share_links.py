@@ -14,17 +14,17 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from protocol.accounts import ShareLink
 from sync_server import tables
-from sync_server.accounts import as_utc, token_digest
-from sync_server.auth import Principal
+from sync_server.auth import Principal, token_digest
 from sync_server.db import reading
 from sync_server.problems import ProblemError
+from sync_server.projection import as_utc
 from sync_server.settings import Settings
 
 __all__ = ["ShareLinks", "SharedMatch"]
@@ -153,4 +153,4 @@ async def _kickoff(
     if row is None:
         raise _match_not_found(match_id)
     kickoff: datetime | None = row.kickoff_ts
-    return None if kickoff is None else kickoff.astimezone(UTC) if kickoff.tzinfo else kickoff
+    return None if kickoff is None else as_utc(kickoff)
