@@ -1,0 +1,1 @@
+"""Realtime relay: committed writes fanned out to every server instance and live client."""
