@@ -1,0 +1,239 @@
+"""The realtime relay's wire messages (PROTOCOL.md §17) and the viewer's deltas.
+
+Pure: what the server says to a live socket, what a socket may say back, what instances tell
+each other on the bus, and how one viewer view differs from the next. The server's relay
+(``sync_server.relay``) only moves these messages around.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import msgspec
+
+from protocol.schema import TableName
+from protocol.viewer import RECENT_EVENTS, MatchView, ViewerEvent, ViewerMatch, mm_ss
+from protocol.wire import ConflictRecord, LoggedChange, PushRequest, PushResponse
+
+__all__ = [
+    "BusMessage",
+    "ClientMessage",
+    "EditingRecord",
+    "PresentDevice",
+    "viewer_deltas",
+]
+
+# -- between instances: the bus --------------------------------------------------------------
+
+
+class Committed(msgspec.Struct, frozen=True, tag="committed", tag_field="k"):
+    """A club's log grew to ``seq``. ``matches`` names the matches the new changes belong to;
+    ``None`` means some changes were club-wide (teams, players, settings), which can alter
+    what any of the club's matches shows (a player's name)."""
+
+    club: uuid.UUID
+    seq: int
+    matches: list[uuid.UUID] | None
+    at_ms: int = 0
+    """When it committed (epoch ms): the start of the merge-to-send latency."""
+
+
+class LinkRevoked(msgspec.Struct, frozen=True, tag="link_revoked", tag_field="k"):
+    link: uuid.UUID
+
+
+class SessionsChanged(msgspec.Struct, frozen=True, tag="sessions_changed", tag_field="k"):
+    """Sessions were revoked or a member's role changed somewhere: look them up again."""
+
+    origin: str
+    """The instance that published it (it has already acted)."""
+
+
+class EditingRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    table: TableName
+    id: uuid.UUID
+
+
+class PresentDevice(msgspec.Struct, frozen=True):
+    device_id: str
+    user_id: uuid.UUID
+    editing: EditingRecord | None = None
+
+
+class PresenceShared(msgspec.Struct, frozen=True, tag="presence", tag_field="k"):
+    """One instance's coach devices on one match, as of now. Instances repeat it at every
+    heartbeat; a copy older than the presence lifetime is forgotten (its instance died)."""
+
+    origin: str
+    club: uuid.UUID
+    match: uuid.UUID
+    devices: list[PresentDevice]
+
+
+BusMessage = Committed | LinkRevoked | SessionsChanged | PresenceShared
+
+# -- server to socket -----------------------------------------------------------------------
+
+
+class Snapshot(msgspec.Struct, frozen=True, tag="snapshot", tag_field="type"):
+    seq: int
+    view: MatchView
+
+
+class MatchChanged(msgspec.Struct, frozen=True, tag="match", tag_field="type"):
+    seq: int
+    match: ViewerMatch
+    server_time_ms: int
+
+
+class EventChanged(msgspec.Struct, frozen=True, tag="event", tag_field="type"):
+    seq: int
+    event: ViewerEvent
+
+
+class EventRemoved(msgspec.Struct, frozen=True, tag="event_removed", tag_field="type"):
+    seq: int
+    id: uuid.UUID
+
+
+ViewerMessage = Snapshot | MatchChanged | EventChanged | EventRemoved
+
+
+class Catchup(msgspec.Struct, frozen=True, tag="catchup", tag_field="type"):
+    seq: int
+    changes: list[LoggedChange]
+    conflicts: list[ConflictRecord]
+    more: bool
+
+
+class Changes(msgspec.Struct, frozen=True, tag="changes", tag_field="type"):
+    seq: int
+    changes: list[LoggedChange]
+    conflicts: list[ConflictRecord]
+
+
+class Presence(msgspec.Struct, frozen=True, tag="presence", tag_field="type"):
+    seq: int
+    devices: list[PresentDevice]
+
+
+class Ack(msgspec.Struct, frozen=True, tag="ack", tag_field="type"):
+    seq: int
+    id: str
+    result: PushResponse
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    status: int
+    code: str
+    title: str
+    detail: str
+    extensions: dict[str, Any] = {}
+
+
+class Error(msgspec.Struct, frozen=True, tag="error", tag_field="type", omit_defaults=True):
+    seq: int
+    problem: Problem
+    id: str | None = None
+    """The client message it answers, when it answers one."""
+
+
+class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat", tag_field="type"):
+    seq: int
+    server_time_ms: int
+
+
+class Pong(msgspec.Struct, frozen=True, tag="pong", tag_field="type"):
+    seq: int
+    server_time_ms: int
+
+
+class Resync(msgspec.Struct, frozen=True, tag="resync", tag_field="type"):
+    seq: int
+    reason: str
+
+
+ServerMessage = (
+    ViewerMessage | Catchup | Changes | Presence | Ack | Error | Heartbeat | Pong | Resync
+)
+
+# -- socket to server -----------------------------------------------------------------------
+
+ClientMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class PushMessage(
+    msgspec.Struct, frozen=True, tag="push", tag_field="type", forbid_unknown_fields=True
+):
+    id: ClientMessageId
+    change_set: PushRequest
+
+
+class Editing(
+    msgspec.Struct, frozen=True, tag="editing", tag_field="type", forbid_unknown_fields=True
+):
+    record: EditingRecord | None
+
+
+class Ping(msgspec.Struct, frozen=True, tag="ping", tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+ClientMessage = PushMessage | Editing | Ping
+
+# -- the viewer's deltas --------------------------------------------------------------------
+
+ANCHOR_TOLERANCE_MS = 1_000
+"""A running clock's start may drift by rounding; only a larger jump is a change."""
+
+
+def viewer_deltas(
+    before: MatchView, after: MatchView, seq: int
+) -> Iterator[MatchChanged | EventChanged | EventRemoved]:
+    """What a viewer holding ``before`` needs to hold ``after``: the match header when the
+    scoreboard, status, period or clock changed, then every added or changed event, then
+    every event no longer there (archived). A running clock ticking on is not a change:
+    pages tick it locally."""
+    if _header_changed(before, after):
+        yield MatchChanged(seq=seq, match=after.match, server_time_ms=after.server_time_ms)
+    old = {event.id: event for event in before.recent_events}
+    new_ids = set()
+    for event in reversed(after.recent_events):  # oldest first, as they happened
+        new_ids.add(event.id)
+        if old.get(event.id) != event:
+            yield EventChanged(seq=seq, event=event)
+    for event_id in old:
+        if event_id not in new_ids:
+            yield EventRemoved(seq=seq, id=event_id)
+
+
+def _header_changed(before: MatchView, after: MatchView) -> bool:
+    a, b = before.match, after.match
+    if a.clock_running != b.clock_running:
+        return True
+    if a.clock_running:
+        # The period's start as each view saw it: equal up to rounding unless the clock moved.
+        start_a = before.server_time_ms - a.period_elapsed_ms
+        start_b = after.server_time_ms - b.period_elapsed_ms
+        if abs(start_a - start_b) > ANCHOR_TOLERANCE_MS:
+            return True
+    elif a.period_elapsed_ms != b.period_elapsed_ms:
+        return True
+    still = {"clock_time": "", "period_elapsed_ms": 0}
+    return msgspec.structs.replace(a, **still) != msgspec.structs.replace(b, **still)
+
+
+def view_at(view: MatchView, now_ms: int, *, recent: int = RECENT_EVENTS) -> MatchView:
+    """``view`` as a viewer arriving at ``now_ms`` should get it: a running clock moved on to
+    now, and only the ``recent`` newest events (the relay keeps them all, to diff)."""
+    match = view.match
+    if match.clock_running and now_ms > view.server_time_ms:
+        elapsed = match.period_elapsed_ms + (now_ms - view.server_time_ms)
+        match = msgspec.structs.replace(match, period_elapsed_ms=elapsed, clock_time=mm_ss(elapsed))
+    return MatchView(
+        match=match,
+        recent_events=view.recent_events[:recent],
+        server_time_ms=max(now_ms, view.server_time_ms),
+    )

@@ -1,0 +1,161 @@
+"""The relay's viewer deltas: a page that applies them to what it holds ends up holding the
+new view, whatever changed in between; and its wire messages round-trip."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.relay import (
+    ClientMessage,
+    EventChanged,
+    EventRemoved,
+    MatchChanged,
+    ServerMessage,
+    Snapshot,
+    view_at,
+    viewer_deltas,
+)
+from protocol.viewer import MatchView, Scoreboard, ViewerEvent, ViewerMatch
+
+EVENT_IDS = [uuid.UUID(int=n) for n in range(1, 9)]
+MATCH_ID = uuid.UUID(int=100)
+NOW = 1_795_000_000_000
+
+
+def header(**changes: object) -> ViewerMatch:
+    base = ViewerMatch(
+        id=MATCH_ID,
+        home_team="Riverside",
+        away_team="Hillview",
+        score=Scoreboard(home=0, away=0),
+        status="live",
+        current_period=1,
+        clock_time="10:00",
+        clock_running=True,
+        period_elapsed_ms=600_000,
+        period_format="half",
+        kickoff_ts=None,
+        competition=None,
+        venue=None,
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+events = st.builds(
+    ViewerEvent,
+    id=st.sampled_from(EVENT_IDS),
+    kind=st.sampled_from(["goal", "shot", "foul"]),
+    player=st.sampled_from([None, "Maya K.", "#7"]),
+    team=st.sampled_from([None, "home", "away"]),
+    timestamp=st.sampled_from(["01:00", "12:34"]),
+    period=st.sampled_from([None, 1, 2]),
+)
+
+
+@st.composite
+def views(draw: st.DrawFn) -> MatchView:
+    running = draw(st.booleans())
+    elapsed = draw(st.integers(0, 3_000_000))
+    now = NOW + draw(st.integers(0, 60_000))
+    match = header(
+        score=Scoreboard(home=draw(st.integers(0, 3)), away=draw(st.integers(0, 3))),
+        status=draw(st.sampled_from(["live", "half_time", "finished"])),
+        current_period=draw(st.integers(1, 2)),
+        clock_running=running,
+        period_elapsed_ms=elapsed,
+    )
+    chosen = draw(st.lists(events, unique_by=lambda e: e.id, max_size=len(EVENT_IDS)))
+    return MatchView(match=match, recent_events=chosen, server_time_ms=now)
+
+
+def apply(view: MatchView, deltas: list[MatchChanged | EventChanged | EventRemoved]) -> MatchView:
+    """What a page does (PROTOCOL.md §17.2)."""
+    match = view.match
+    held = {event.id: event for event in view.recent_events}
+    for delta in deltas:
+        if isinstance(delta, MatchChanged):
+            match = delta.match
+        elif isinstance(delta, EventChanged):
+            held[delta.event.id] = delta.event
+        else:
+            held.pop(delta.id, None)
+    return MatchView(match=match, recent_events=list(held.values()), server_time_ms=0)
+
+
+def same_events(left: MatchView, right: MatchView) -> bool:
+    return {e.id: e for e in left.recent_events} == {e.id: e for e in right.recent_events}
+
+
+@given(before=views(), after=views())
+def test_applying_the_deltas_gives_the_new_events(before: MatchView, after: MatchView) -> None:
+    deltas = list(viewer_deltas(before, after, seq=7))
+    assert same_events(apply(before, deltas), after)
+    assert all(delta.seq == 7 for delta in deltas)
+
+
+@given(before=views(), after=views())
+def test_the_header_is_sent_whenever_what_a_page_shows_differs(
+    before: MatchView, after: MatchView
+) -> None:
+    deltas = list(viewer_deltas(before, after, seq=7))
+    held = apply(before, deltas).match
+    frozen = {"clock_time": "", "period_elapsed_ms": 0}
+    assert msgspec.structs.replace(held, **frozen) == msgspec.structs.replace(after.match, **frozen)
+
+
+@given(view=views())
+def test_nothing_changed_sends_nothing(view: MatchView) -> None:
+    assert list(viewer_deltas(view, view, seq=1)) == []
+
+
+def test_a_running_clock_ticking_on_is_not_a_change() -> None:
+    before = MatchView(match=header(), recent_events=[], server_time_ms=NOW)
+    later = MatchView(
+        match=header(period_elapsed_ms=630_000, clock_time="10:30"),
+        recent_events=[],
+        server_time_ms=NOW + 30_000,
+    )
+    assert list(viewer_deltas(before, later, seq=2)) == []
+    adjusted = msgspec.structs.replace(
+        later, match=header(period_elapsed_ms=700_000, clock_time="11:40")
+    )
+    assert [type(d) for d in viewer_deltas(before, adjusted, seq=2)] == [MatchChanged]
+
+
+def test_a_stopped_clock_that_moves_is_a_change() -> None:
+    stopped = header(clock_running=False)
+    before = MatchView(match=stopped, recent_events=[], server_time_ms=NOW)
+    after = MatchView(
+        match=msgspec.structs.replace(stopped, period_elapsed_ms=0, clock_time="00:00"),
+        recent_events=[],
+        server_time_ms=NOW + 5,
+    )
+    assert [type(d) for d in viewer_deltas(before, after, seq=2)] == [MatchChanged]
+
+
+def test_view_at_moves_a_running_clock_on_and_trims_events() -> None:
+    many = [
+        ViewerEvent(id=i, kind="shot", player=None, team=None, timestamp="01:00", period=1)
+        for i in EVENT_IDS
+    ]
+    view = MatchView(match=header(), recent_events=many, server_time_ms=NOW)
+    later = view_at(view, NOW + 65_000, recent=3)
+    assert later.match.period_elapsed_ms == 665_000
+    assert later.match.clock_time == "11:05"
+    assert later.server_time_ms == NOW + 65_000
+    assert later.recent_events == many[:3]
+    stopped = MatchView(match=header(clock_running=False), recent_events=[], server_time_ms=NOW)
+    assert view_at(stopped, NOW + 65_000).match == stopped.match
+
+
+def test_messages_carry_their_type_and_round_trip() -> None:
+    snapshot = Snapshot(seq=3, view=MatchView(match=header(), recent_events=[], server_time_ms=NOW))
+    raw = msgspec.json.encode(snapshot)
+    assert msgspec.json.decode(raw)["type"] == "snapshot"
+    assert msgspec.json.decode(raw, type=ServerMessage) == snapshot
+    ping = msgspec.json.decode(b'{"type":"ping"}', type=ClientMessage)
+    assert type(ping).__name__ == "Ping"
