@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -27,6 +27,21 @@ from protocol.wire import (
     PushResponse,
     ReinstateResponse,
 )
+
+Announce = Callable[[uuid.UUID, int, "list[uuid.UUID] | None"], None]
+"""Called after a commit with the club, its new log head and the matches the new changes
+belong to (``None`` when some were club-wide); the realtime relay listens here."""
+
+
+def touched_matches(match_ids: Iterable[uuid.UUID | None]) -> list[uuid.UUID] | None:
+    """The distinct matches of a commit's changes, or None if any change was club-wide."""
+    found: dict[uuid.UUID, None] = {}
+    for match_id in match_ids:
+        if match_id is None:
+            return None
+        found[match_id] = None
+    return list(found)
+
 
 SERVER_DEVICE = "server"
 """The device id under which the server itself records changes (reinstated conflict values).
@@ -56,6 +71,9 @@ class SystemClock:
 
 @runtime_checkable
 class ChangeStore(Protocol):
+    announce: Announce | None
+    """Set by the relay: called after every commit that added changes to a club's log."""
+
     async def push(self, club_id: uuid.UUID, request: PushRequest) -> PushResponse:
         """Apply a change set atomically and idempotently; raise ``PushRejected`` if refused."""
         ...

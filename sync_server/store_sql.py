@@ -49,7 +49,14 @@ from sync_server import tables
 from sync_server.db import reading
 from sync_server.ledger import conflict_from_row, conflict_row, side
 from sync_server.projection import domain_row, from_ms
-from sync_server.store import SERVER_DEVICE, RecordedChanges, SystemClock, WallClock
+from sync_server.store import (
+    SERVER_DEVICE,
+    Announce,
+    RecordedChanges,
+    SystemClock,
+    WallClock,
+    touched_matches,
+)
 
 _FIELDS = msgspec.json.Decoder(dict[str, Scalar])
 ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
@@ -94,6 +101,9 @@ class SqlChangeStore:
         # have them spin on the database file lock (busy_timeout), which gave second-long
         # tails and "database is locked" under load.
         self._writer = anyio.Lock() if not self._is_postgres else None
+        self.announce: Announce | None = None
+        # Changes recorded inside a caller's transaction, announced once it commits.
+        self._pending: dict[int, list[tuple[uuid.UUID, int, PushPlan]]] = {}
 
     async def ping(self) -> None:
         async with reading(self._engine) as conn:
@@ -125,6 +135,7 @@ class SqlChangeStore:
                 club_max=club_max,
             )
             conflicts = await self._write(conn, club_id, request.device_id, plan, head, now_ms)
+        self._announce(club_id, head, plan)
         return PushResponse(
             device_id=request.device_id,
             acked_seq=plan.device.last_seq,
@@ -479,6 +490,7 @@ class SqlChangeStore:
                 .where(c.c.club_id == club_id, c.c.id == conflict_id)
                 .values(reinstated_seq=head + 1, reinstated_by=by)
             )
+        self._announce(club_id, head, plan)
         return ReinstateResponse(
             conflict=msgspec.structs.replace(conflict, reinstated_seq=head + 1, reinstated_by=by),
             change=_planned_log(plan, head)[0],
@@ -489,8 +501,22 @@ class SqlChangeStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self._writing(), self._engine.begin() as conn:
-            yield conn
+        recorded: list[tuple[uuid.UUID, int, PushPlan]] = []
+        async with self._writing():
+            async with self._engine.begin() as conn:
+                self._pending[id(conn)] = recorded
+                try:
+                    yield conn
+                finally:
+                    del self._pending[id(conn)]
+            for club_id, head, plan in recorded:
+                self._announce(club_id, head, plan)
+
+    def _announce(self, club_id: uuid.UUID, head: int, plan: PushPlan) -> None:
+        """Tell the relay what a commit added (after the commit: a reader sees it)."""
+        if self.announce is not None and plan.accepted:
+            matches = touched_matches(accepted.match_id for accepted in plan.accepted)
+            self.announce(club_id, head + len(plan.accepted), matches)
 
     async def record(
         self,
@@ -517,6 +543,13 @@ class SqlChangeStore:
             club_max=club_max,
         )
         conflicts = await self._write(conn, club_id, device_id, plan, head, now_ms)
+        pending = self._pending.get(id(conn))
+        if pending is not None:
+            pending.append((club_id, head, plan))
+        else:
+            # A transaction the store did not open: announced now, before its commit. The
+            # relay then reads nothing new yet and catches up at the club's next announcement.
+            self._announce(club_id, head, plan)
         return RecordedChanges(_planned_log(plan, head, device_id), conflicts, plan.states)
 
     async def _club_vector(self, conn: AsyncConnection, club_id: uuid.UUID) -> dict[str, int]:
