@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,10 +27,14 @@ from sync_server.http_hardening import harden_app
 from sync_server.problems import exception_handlers
 from sync_server.ratelimit import RateLimiter, RateLimitMiddleware, open_rate_limiter
 from sync_server.records import Records
+from sync_server.relay.bus import open_bus
+from sync_server.relay.hub import Hub
+from sync_server.relay.metrics import RelayMetrics
 from sync_server.routes import api_docs, health
 from sync_server.routes import auth as auth_routes
 from sync_server.routes import clubs as club_routes
 from sync_server.routes import events as event_routes
+from sync_server.routes import live as live_routes
 from sync_server.routes import matches as match_routes
 from sync_server.routes import share as share_routes
 from sync_server.routes import sync as sync_routes
@@ -48,12 +53,16 @@ class _EngineLifespan:
     and is not disposed here.
     """
 
-    def __init__(self, settings: Settings, engine: AsyncEngine | None) -> None:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine | None, sessions: SessionCache
+    ) -> None:
         self._settings = settings
         self._given = engine
         self._engine = engine
         self._store = self._make_store(engine) if engine is not None else None
         self._limiter: RateLimiter | None = None
+        self._sessions = sessions
+        self._hub: Hub | None = None
 
     def _make_store(self, engine: AsyncEngine) -> ChangeStore:
         return open_store(engine, max_skew_ms=self._settings.max_clock_skew_ms)
@@ -63,12 +72,14 @@ class _EngineLifespan:
         self._limiter = open_rate_limiter(self._settings.redis_url)
         try:
             if self._given is not None:
-                yield
+                async with self._relay():
+                    yield
                 return
             self._engine = create_engine(self._settings)
             self._store = self._make_store(self._engine)
             try:
-                yield
+                async with self._relay():
+                    yield
             finally:
                 await self._engine.dispose()
                 self._engine = None
@@ -76,6 +87,35 @@ class _EngineLifespan:
         finally:
             await self._limiter.close()
             self._limiter = None
+
+    @asynccontextmanager
+    async def _relay(self) -> AsyncIterator[None]:
+        assert self._engine is not None and self._store is not None
+        settings = self._settings
+        bus = open_bus(
+            database_url=settings.database_url,
+            redis_url=settings.redis_url,
+            channel=relay_channel(settings),
+        )
+        self._hub = Hub(
+            engine=self._engine,
+            store=self._store,
+            bus=bus,
+            sessions=self._sessions,
+            metrics=RelayMetrics(),
+            heartbeat_s=settings.relay_heartbeat_s,
+        )
+        await self._hub.start()
+        try:
+            yield
+        finally:
+            await self._hub.close()
+            self._hub = None
+
+    async def provide_hub(self) -> Hub:
+        if self._hub is None:
+            raise RuntimeError("the relay exists only while the app is running")
+        return self._hub
 
     async def provide(self) -> AsyncEngine:
         if self._engine is None:
@@ -102,9 +142,17 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def relay_channel(settings: Settings) -> str:
+    """The bus channel of one deployment: instances on one database (and schema) share it."""
+    schema = re.sub(r"[^a-z0-9_]", "_", (settings.database_schema or "").lower())
+    # Bus channel names are PostgreSQL identifiers: at most 63 bytes.
+    return ("touchline" + (f"_{schema}" if schema else ""))[:63]
+
+
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Litestar:
     """Build the Litestar app; handlers receive `settings` and `engine` by injection."""
-    engine_lifespan = _EngineLifespan(settings, engine)
+    sessions = SessionCache()
+    engine_lifespan = _EngineLifespan(settings, engine, sessions)
 
     async def provide_settings() -> Settings:
         return settings
@@ -127,8 +175,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
         team_routes.router,
         match_routes.router,
         event_routes.router,
+        *live_routes.ROUTES,
     ]
-    sessions = SessionCache()
     jwt_auth = build_jwt_auth(settings, engine_lifespan.provide, sessions)
 
     async def provide_sessions() -> SessionCache:
@@ -156,6 +204,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
             "principal": Provide(provide_principal),
             "records": Provide(provide_records),
             "sessions": Provide(provide_sessions, use_cache=True),
+            "hub": Provide(engine_lifespan.provide_hub),
         },
         on_app_init=[jwt_auth.on_app_init, limit_before_auth],
         lifespan=[engine_lifespan],
@@ -172,6 +221,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
             brotli_quality=5,
             brotli_gzip_fallback=True,
             gzip_compress_level=6,
+            # A stream of live events must leave as each one happens, not when a block fills.
+            exclude_opt_key="no_buffering",
         ),
         cors_config=(
             CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None

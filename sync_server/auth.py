@@ -38,6 +38,7 @@ __all__ = [
     "SessionCache",
     "build_jwt_auth",
     "issue_access_token",
+    "principal_from_token",
     "require_owner",
     "require_writer",
     "revoke_sessions",
@@ -133,7 +134,8 @@ class SessionCache:
     (push, then pull) pays one session lookup instead of one each.
 
     Whoever revokes a session or changes a role in this process calls ``invalidate``, which
-    takes effect on the very next request here; other instances notice within ``ttl_s``. An
+    takes effect on the very next request here; the relay's bus tells the other instances
+    at once, and without a bus they notice within ``ttl_s``. An
     entry fetched while an invalidation happened is never served: it carries the generation
     it was read in.
     """
@@ -150,6 +152,8 @@ class SessionCache:
         self._max_entries = max_entries
         self._generation = 0
         self._entries: dict[uuid.UUID, tuple[float, int, Principal]] = {}
+        self.listeners: list[Callable[[], None]] = []
+        """Told of every ``invalidate`` here (the relay tells the other instances)."""
 
     @property
     def generation(self) -> int:
@@ -173,6 +177,13 @@ class SessionCache:
         self._entries[principal.session_id] = (self._clock(), generation, principal)
 
     def invalidate(self) -> None:
+        """Sessions or roles changed in this process: forget them here and tell listeners."""
+        self.forget()
+        for listener in self.listeners:
+            listener()
+
+    def forget(self) -> None:
+        """Drop every cached session (another instance revoked some)."""
         self._generation += 1
         self._entries.clear()
 
@@ -214,6 +225,30 @@ def _session_lookup(
         return principal
 
     return retrieve
+
+
+async def principal_from_token(
+    encoded: str, settings: Settings, engine: AsyncEngine, sessions: SessionCache
+) -> Principal | None:
+    """The member behind an access token checked outside the middleware (the match
+    WebSocket, which also accepts share tokens), or None when it is not good."""
+    try:
+        token = AccessToken.decode(
+            encoded,
+            secret=settings.secret_key,
+            algorithm=ALGORITHM,
+            audience=AUDIENCE,
+            require_claims=list(_REQUIRED_CLAIMS),
+            strict_audience=True,
+        )
+    except NotAuthorizedException:
+        return None
+
+    async def provide() -> AsyncEngine:
+        return engine
+
+    retrieve = _session_lookup(provide, sessions)
+    return await retrieve(token, None)  # type: ignore[arg-type]
 
 
 def build_jwt_auth(

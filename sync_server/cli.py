@@ -59,6 +59,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         # The app logs every request itself (sync_server.access) without query strings;
         # uvicorn's access log would print WebSocket tokens from the query.
         access_log=False,
+        # Live sockets (PROTOCOL.md §17): flow control that tells a stalled reader apart,
+        # no per-message compression (it would compress every message once per socket
+        # instead of once per fan-out), frames no larger than a request body, and pings
+        # that close a peer gone silent within 40 s.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_body_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        # SIGTERM: stop accepting, let in-flight requests finish; the relay closes live
+        # sockets with 1012 so clients reconnect to another instance.
+        timeout_graceful_shutdown=10,
     )
 
 

@@ -33,6 +33,8 @@ class ETagMiddleware(ASGIMiddleware):
     ``If-None-Match``. Buffers the answer, so it belongs on JSON routes only."""
 
     scopes = (ScopeType.HTTP,)
+    # Streams (Server-Sent Events) never end: never buffer them.
+    exclude_opt_key = "no_buffering"
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope.get("method") != "GET":

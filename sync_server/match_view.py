@@ -36,8 +36,11 @@ class MatchRecords:
     viewer_names: str = viewer.DEFAULT_NAMING
     """The club's viewer naming setting (a team's own setting overrides it)."""
 
-    def view(self, now_ms: int, *, full_names: bool = False) -> viewer.MatchView:
-        """The mobile view; viewer-safe names unless ``full_names`` (coaches only)."""
+    def view(
+        self, now_ms: int, *, full_names: bool = False, recent: int = viewer.RECENT_EVENTS
+    ) -> viewer.MatchView:
+        """The mobile view; viewer-safe names unless ``full_names`` (coaches only), with the
+        ``recent`` newest events."""
         return viewer.match_view(
             self.match_id,
             self.match,
@@ -46,6 +49,7 @@ class MatchRecords:
             events=self.events,
             clock_actions=self.clock_actions,
             now_ms=now_ms,
+            recent=recent,
             full_names=full_names,
             default_naming=self.viewer_names,
         )

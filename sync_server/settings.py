@@ -89,6 +89,9 @@ class Settings:
     login_attempts_per_minute: int = 10
     """Login attempts per minute per client address, and again per account."""
     ws_messages_per_second: int = 20
+    relay_queue_limit: int = 256
+    """Messages a live connection may fall behind by before it is told to resync."""
+    relay_heartbeat_s: int = 15
 
     @property
     def base_url(self) -> str:
@@ -151,6 +154,8 @@ class Settings:
             rate_limit_per_minute=_int_in_range(values, "RATE_LIMIT_PER_MINUTE", 1200, low=1),
             login_attempts_per_minute=_int_in_range(values, "LOGIN_ATTEMPTS_PER_MINUTE", 10, low=1),
             ws_messages_per_second=_int_in_range(values, "WS_MESSAGES_PER_SECOND", 20, low=1),
+            relay_queue_limit=_int_in_range(values, "RELAY_QUEUE_LIMIT", 256, low=4),
+            relay_heartbeat_s=_int_in_range(values, "RELAY_HEARTBEAT_S", 15, low=1, high=300),
         )
 
 

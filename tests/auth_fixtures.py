@@ -1,4 +1,6 @@
-"""Accounts for API tests: sign up a club, log devices in, build bearer headers."""
+"""Accounts for API tests: sign up a club, log devices in, build bearer headers.
+
+They take any httpx client: Litestar's test client or one talking to a served app."""
 
 from __future__ import annotations
 
@@ -6,8 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
+import httpx
 
 PASSWORD = "correct horse battery staple"
 
@@ -21,7 +22,7 @@ def new_email() -> str:
 
 
 async def sign_up(
-    client: AsyncTestClient[Litestar],
+    client: httpx.AsyncClient,
     *,
     email: str | None = None,
     team_name: str = "Riverside U11",
@@ -41,7 +42,7 @@ async def sign_up(
     return tokens
 
 
-async def log_in(client: AsyncTestClient[Litestar], email: str, device_id: str) -> dict[str, Any]:
+async def log_in(client: httpx.AsyncClient, email: str, device_id: str) -> dict[str, Any]:
     response = await client.post(
         "/api/auth/login", json={"email": email, "password": PASSWORD, "device_id": device_id}
     )
@@ -54,7 +55,7 @@ async def log_in(client: AsyncTestClient[Litestar], email: str, device_id: str) 
 class Club:
     """A club with its owner signed up; ``headers(device)`` logs the owner in on a device."""
 
-    client: AsyncTestClient[Litestar]
+    client: httpx.AsyncClient
     owner: dict[str, Any]
     _devices: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -83,5 +84,5 @@ class Club:
         return await sign_up(self.client, invite_code=await self.invite(role), device_id=device_id)
 
 
-async def new_club(client: AsyncTestClient[Litestar], device_id: str = "phone-a") -> Club:
+async def new_club(client: httpx.AsyncClient, device_id: str = "phone-a") -> Club:
     return Club(client, await sign_up(client, device_id=device_id))

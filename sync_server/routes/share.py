@@ -14,6 +14,7 @@ from protocol.viewer import MatchView
 from sync_server.auth import Principal, require_writer, utc_now
 from sync_server.match_view import load_match_view
 from sync_server.problems import ProblemError, problem_responses
+from sync_server.relay.hub import Hub
 from sync_server.settings import Settings
 from sync_server.share_links import ShareLinks
 from sync_server.store import SystemClock
@@ -68,8 +69,11 @@ async def revoke_share(
     share_id: FromPath[uuid.UUID],
     principal: NamedDependency[Principal],
     share_links: NamedDependency[ShareLinks],
+    hub: NamedDependency[Hub],
 ) -> None:
     await share_links.revoke(principal, match_id, share_id, utc_now())
+    # Open sockets and streams of the link end now, on every instance (PROTOCOL.md §17).
+    hub.link_revoked(share_id)
 
 
 @get(

@@ -72,6 +72,14 @@ async def push(
     settings: NamedDependency[Settings],
 ) -> PushResponse:
     """Apply a device's change set atomically and idempotently (see PROTOCOL.md)."""
+    return await apply_push(store, settings, principal, data)
+
+
+async def apply_push(
+    store: ChangeStore, settings: Settings, principal: Principal, data: PushRequest
+) -> PushResponse:
+    """A push as every transport does it (HTTP and the live socket); refusals raise
+    ``ProblemError``."""
     _own_device(principal, data.device_id)
     if len(data.changes) > settings.push_max_changes:
         raise ProblemError(

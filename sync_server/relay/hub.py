@@ -1,0 +1,586 @@
+"""The relay hub: one per server instance, between the bus and the live connections.
+
+A commit anywhere is announced on the bus as a small notice. For every match this instance
+has connections for (a *channel*), the hub reads what is new from the change log (one scoped
+pull per match, coalescing notices that arrive meanwhile), encodes each message once and
+offers the same frame to every connection's outbox. Viewers get viewer-safe deltas of the
+match view, which the hub keeps per channel, never per connection.
+
+The change log, not the bus, is the source of truth: a lost notice only delays delivery
+until the next one for that club (or the bus's reconnect, after which every channel re-reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from protocol import relay
+from protocol.relay import (
+    BusMessage,
+    Catchup,
+    Changes,
+    Committed,
+    Error,
+    Heartbeat,
+    LinkRevoked,
+    PresenceShared,
+    PresentDevice,
+    Problem,
+    SessionsChanged,
+    Snapshot,
+)
+from protocol.viewer import MatchView
+from protocol.wire import PullRequest, PullResponse
+from sync_server import tables
+from sync_server.auth import SessionCache
+from sync_server.db import reading
+from sync_server.match_view import load_match_records
+from sync_server.relay.bus import Bus, BusError
+from sync_server.relay.metrics import RelayMetrics
+from sync_server.relay.outbox import Frame, Outbox
+from sync_server.store import ChangeStore
+
+__all__ = ["Hub", "MatchGone"]
+
+log = logging.getLogger("sync_server.relay")
+
+RELAY_DEVICE = "relay"
+"""The device id the hub's own pulls name (they include every device's changes)."""
+PAGE = 500
+ALL_EVENTS = 1_000_000
+"""The hub's views keep every event, so that a change to an old one is still a delta."""
+
+_decode_bus = msgspec.json.Decoder(BusMessage)
+_encode = msgspec.json.encode
+
+
+class MatchGone(Exception):
+    """The match does not exist (any more) or is archived."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(eq=False)
+class Channel:
+    """One match's live connections on this instance and what they have been sent."""
+
+    club_id: uuid.UUID
+    match_id: uuid.UUID
+    coaches: set[Outbox] = field(default_factory=set)
+    viewers: set[Outbox] = field(default_factory=set)
+    seq: int = -1
+    """The log sequence every connection here has been brought up to; -1 until read."""
+    target: int = 0
+    """The highest sequence announced for this match (or its club)."""
+    merged_at: float | None = None
+    """Commit time (epoch seconds) of the oldest announced change not yet relayed."""
+    view: MatchView | None = None
+    """The viewers' view as last sent (every event), kept while viewers are connected."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    task: asyncio.Task[None] | None = None
+    remote: dict[str, tuple[float, list[PresentDevice]]] = field(default_factory=dict)
+    """Other instances' coach devices here: origin -> (when heard, devices)."""
+
+    @property
+    def idle(self) -> bool:
+        return not self.coaches and not self.viewers and (self.task is None or self.task.done())
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        store: ChangeStore,
+        bus: Bus,
+        sessions: SessionCache,
+        metrics: RelayMetrics,
+        heartbeat_s: float = 15.0,
+        check_sessions: Callable[[list[uuid.UUID]], Awaitable[dict[uuid.UUID, str]]] | None = None,
+    ) -> None:
+        self.instance = uuid.uuid4().hex[:12]
+        self._engine = engine
+        self._store = store
+        self._bus = bus
+        self._sessions = sessions
+        self.metrics = metrics
+        self._heartbeat_s = heartbeat_s
+        self._check_sessions = check_sessions or self._live_sessions
+        self._channels: dict[uuid.UUID, dict[uuid.UUID, Channel]] = {}
+        self._outgoing: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._bus.subscribe(self._on_bus, self._on_gap)
+        await self._bus.start()
+        self._store.announce = self.announce
+        self._sessions.listeners.append(self._sessions_changed_here)
+        self._tasks = [
+            asyncio.create_task(self._publisher(), name="relay-publisher"),
+            asyncio.create_task(self._ticker(), name="relay-ticker"),
+        ]
+
+    async def close(self) -> None:
+        """Close every connection with 1012 (service restart: reconnect elsewhere)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._store.announce == self.announce:
+            self._store.announce = None
+        with contextlib.suppress(ValueError):
+            self._sessions.listeners.remove(self._sessions_changed_here)
+        for channel in self._all_channels():
+            for outbox in (*channel.coaches, *channel.viewers):
+                outbox.close(1012, "server restarting; reconnect")
+        for task in (*self._tasks, *self._background):
+            task.cancel()
+        for channel in self._all_channels():
+            if channel.task is not None:
+                channel.task.cancel()
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await self._bus.close()
+
+    def _all_channels(self) -> list[Channel]:
+        return [channel for club in self._channels.values() for channel in club.values()]
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- announcing commits ---------------------------------------------------------------------
+
+    def announce(self, club_id: uuid.UUID, seq: int, matches: list[uuid.UUID] | None) -> None:
+        """The store's commit hook: relay here at once, and tell the other instances."""
+        notice = Committed(club=club_id, seq=seq, matches=matches, at_ms=_now_ms())
+        self._committed(notice)
+        if matches is not None and len(matches) > 100:
+            notice = msgspec.structs.replace(notice, matches=None)  # keep the notice small
+        self._publish(notice)
+
+    def _publish(self, message: BusMessage) -> None:
+        try:
+            self._outgoing.put_nowait(_encode(message))
+        except asyncio.QueueFull:
+            # The bus is far behind; other instances catch up at the club's next notice.
+            self.metrics.bus_publish_failures.inc()
+
+    async def _publisher(self) -> None:
+        while True:
+            payload = await self._outgoing.get()
+            try:
+                await self._bus.publish(payload)
+            except (BusError, ValueError) as exc:
+                self.metrics.bus_publish_failures.inc()
+                log.warning("relay: could not publish to the %s bus: %s", self._bus.name, exc)
+
+    def _on_bus(self, payload: bytes) -> None:
+        try:
+            message = _decode_bus.decode(payload)
+        except msgspec.DecodeError:
+            log.warning("relay: ignored an undecodable bus message (%d bytes)", len(payload))
+            return
+        if isinstance(message, Committed):
+            self._committed(message)
+        elif isinstance(message, LinkRevoked):
+            self._end_link(message.link)
+        elif isinstance(message, SessionsChanged):
+            if message.origin != self.instance:
+                self._sessions.forget()
+                self._spawn(self._recheck_sessions())
+        elif message.origin != self.instance:
+            self._remote_presence(message)
+
+    def _on_gap(self) -> None:
+        """The bus reconnected: notices may have been lost, so every channel re-reads."""
+        self.metrics.bus_gaps.inc()
+        self._sessions.forget()
+        self._spawn(self._recheck_sessions())
+        for channel in self._all_channels():
+            channel.target = max(channel.target, channel.seq + 1)
+            self._kick(channel)
+            if channel.coaches:
+                self._share_presence(channel)
+
+    def _committed(self, notice: Committed) -> None:
+        channels = self._channels.get(notice.club)
+        if not channels:
+            return
+        matches = None if notice.matches is None else set(notice.matches)
+        for channel in channels.values():
+            if matches is not None and channel.match_id not in matches:
+                continue
+            if notice.seq > channel.target:
+                channel.target = notice.seq
+                if channel.merged_at is None and notice.at_ms:
+                    channel.merged_at = notice.at_ms / 1000
+                self._kick(channel)
+
+    # -- relaying a channel ---------------------------------------------------------------------
+
+    def _channel(self, club_id: uuid.UUID, match_id: uuid.UUID) -> Channel:
+        club = self._channels.setdefault(club_id, {})
+        channel = club.get(match_id)
+        if channel is None:
+            channel = club[match_id] = Channel(club_id, match_id)
+        return channel
+
+    def _kick(self, channel: Channel) -> None:
+        if channel.seq >= 0 and (channel.task is None or channel.task.done()):
+            channel.task = asyncio.create_task(self._refresh(channel))
+
+    async def _refresh(self, channel: Channel) -> None:
+        failures = 0
+        while channel.target > channel.seq and (channel.coaches or channel.viewers):
+            try:
+                async with channel.lock:
+                    await self._advance(channel, channel.target)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database is away (a restart, a failover): retry with a capped backoff;
+                # the log keeps everything, so nothing is lost, only late.
+                failures += 1
+                self.metrics.refresh_errors.inc()
+                log.exception("relay: reading match %s failed", channel.match_id)
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+        if channel.target <= channel.seq:
+            channel.merged_at = None
+
+    async def _advance(self, channel: Channel, target: int) -> None:
+        merged_at = channel.merged_at
+        channel.merged_at = None
+        seq = max(channel.seq, target)
+        if channel.coaches:
+            cursor = channel.seq
+            async for page in _Pages(self._store, channel.club_id, channel.match_id, cursor):
+                if page.changes or page.conflicts:
+                    message = Changes(
+                        seq=page.cursor, changes=page.changes, conflicts=page.conflicts
+                    )
+                    self._deliver_changes(channel, message, cursor, merged_at)
+                cursor = page.cursor
+            seq = max(seq, cursor)
+        if channel.viewers:
+            view = await self._load_view(channel.club_id, channel.match_id)
+            if view is None:
+                for outbox in list(channel.viewers):
+                    outbox.close(4404, "match not found", _error(seq, 404, "match-gone"))
+                channel.viewers.clear()
+            else:
+                if channel.view is not None:
+                    frames = [
+                        Frame(delta, merged_at=merged_at)
+                        for delta in relay.viewer_deltas(channel.view, view, seq)
+                    ]
+                    self._deliver(channel.viewers, frames, "viewer")
+                channel.view = view
+        channel.seq = seq
+
+    def _deliver_changes(
+        self, channel: Channel, message: Changes, first: int, merged_at: float | None
+    ) -> None:
+        frame = Frame(message, merged_at=merged_at)
+        behind = [outbox for outbox in channel.coaches if outbox.seq <= first]
+        self._deliver(behind, [frame], "coach")
+        for outbox in channel.coaches:
+            # Joined with a catch-up that already reached into this page: the rest only.
+            if first < outbox.seq < message.seq:
+                rest = msgspec.structs.replace(
+                    message,
+                    changes=[c for c in message.changes if c.server_seq > outbox.seq],
+                    conflicts=[c for c in message.conflicts if c.server_seq > outbox.seq],
+                )
+                self._deliver([outbox], [Frame(rest, merged_at=merged_at)], "coach")
+
+    def _deliver(self, outboxes: Iterable[Outbox], frames: list[Frame], kind: str) -> None:
+        dropped = []
+        for outbox in outboxes:
+            for frame in frames:
+                if not outbox.offer(frame):
+                    if outbox.dropped:
+                        dropped.append(outbox)
+                    break
+        for outbox in dropped:
+            self.metrics.queue_drops.labels(kind).inc()
+            log.info("relay: dropped a slow %s connection on match %s", kind, outbox.match_id)
+            self.leave(outbox)
+
+    async def _load_view(self, club_id: uuid.UUID, match_id: uuid.UUID) -> MatchView | None:
+        records = await load_match_records(self._engine, club_id, match_id)
+        if records is None:
+            return None
+        return records.view(_now_ms(), full_names=False, recent=ALL_EVENTS)
+
+    async def _ready(self, channel: Channel) -> None:
+        """Under the channel's lock: read the club's log head for a new channel."""
+        if channel.seq < 0:
+            async with reading(self._engine) as conn:
+                head = await conn.scalar(
+                    select(tables.clubs.c.log_seq).where(tables.clubs.c.id == channel.club_id)
+                )
+            channel.seq = int(head or 0)
+            channel.target = max(channel.target, channel.seq)
+
+    # -- joining and leaving ----------------------------------------------------------------------
+
+    async def join_coach(self, outbox: Outbox, since: int) -> None:
+        """Send the catch-up from ``since`` (the match's changes after it), then everything
+        new. Raises MatchGone when the club has no such match."""
+        if await self._load_view(outbox.club_id, outbox.match_id) is None:
+            raise MatchGone
+        channel = self._channel(outbox.club_id, outbox.match_id)
+        async with channel.lock:
+            await self._ready(channel)
+            cursor = since
+            sent = False
+            async for page in _Pages(self._store, outbox.club_id, outbox.match_id, since):
+                outbox.offer(
+                    Frame(
+                        Catchup(
+                            seq=page.cursor,
+                            changes=page.changes,
+                            conflicts=page.conflicts,
+                            more=page.has_more,
+                        )
+                    )
+                )
+                cursor = page.cursor
+                sent = True
+            if not sent:
+                outbox.offer(Frame(Catchup(seq=since, changes=[], conflicts=[], more=False)))
+            outbox.seq = cursor
+            channel.coaches.add(outbox)
+            self.metrics.connections.labels("coach", outbox.transport).inc()
+            if cursor > channel.target:
+                channel.target = cursor
+            self._kick(channel)
+        self._share_presence(channel)
+
+    async def join_viewer(self, outbox: Outbox) -> None:
+        """Send the snapshot, then every viewer-safe change. Raises MatchGone."""
+        channel = self._channel(outbox.club_id, outbox.match_id)
+        async with channel.lock:
+            await self._ready(channel)
+            if channel.view is None or not channel.viewers:
+                channel.view = await self._load_view(outbox.club_id, outbox.match_id)
+            if channel.view is None:
+                if channel.idle:
+                    self._forget(channel)
+                raise MatchGone
+            view = relay.view_at(channel.view, _now_ms())
+            outbox.offer(Frame(Snapshot(seq=channel.seq, view=view)))
+            channel.viewers.add(outbox)
+            self.metrics.connections.labels("viewer", outbox.transport).inc()
+
+    def leave(self, outbox: Outbox) -> None:
+        channel = self._channels.get(outbox.club_id, {}).get(outbox.match_id)
+        if channel is None:
+            return
+        if outbox in channel.coaches:
+            channel.coaches.discard(outbox)
+            self.metrics.connections.labels("coach", outbox.transport).dec()
+            self._share_presence(channel)
+        elif outbox in channel.viewers:
+            channel.viewers.discard(outbox)
+            self.metrics.connections.labels("viewer", outbox.transport).dec()
+        if channel.idle:
+            self._forget(channel)
+
+    def _forget(self, channel: Channel) -> None:
+        club = self._channels.get(channel.club_id)
+        if club is not None and club.get(channel.match_id) is channel:
+            del club[channel.match_id]
+            if not club:
+                del self._channels[channel.club_id]
+
+    # -- presence ------------------------------------------------------------------------------
+
+    def editing(self, outbox: Outbox, record: relay.EditingRecord | None) -> None:
+        if outbox.editing != record:
+            outbox.editing = record
+            channel = self._channels.get(outbox.club_id, {}).get(outbox.match_id)
+            if channel is not None:
+                self._share_presence(channel)
+
+    def _local_presence(self, channel: Channel) -> list[PresentDevice]:
+        devices: dict[str, PresentDevice] = {}
+        for outbox in sorted(channel.coaches, key=lambda o: o.opened_at):
+            if outbox.device_id is not None and outbox.user_id is not None:
+                devices[outbox.device_id] = PresentDevice(
+                    outbox.device_id, outbox.user_id, outbox.editing
+                )
+        return list(devices.values())
+
+    def _share_presence(self, channel: Channel) -> None:
+        self._publish(
+            PresenceShared(
+                origin=self.instance,
+                club=channel.club_id,
+                match=channel.match_id,
+                devices=self._local_presence(channel),
+            )
+        )
+        self._send_presence(channel)
+
+    def _remote_presence(self, message: PresenceShared) -> None:
+        channel = self._channels.get(message.club, {}).get(message.match)
+        if channel is None:
+            return
+        if message.devices:
+            channel.remote[message.origin] = (time.monotonic(), message.devices)
+        else:
+            channel.remote.pop(message.origin, None)
+        self._send_presence(channel)
+
+    def _send_presence(self, channel: Channel) -> None:
+        if not channel.coaches:
+            return
+        devices = {d.device_id: d for d in self._local_presence(channel)}
+        for _, remote in channel.remote.values():
+            for device in remote:
+                devices.setdefault(device.device_id, device)
+        seq = max(channel.seq, 0)
+        frame = Frame(relay.Presence(seq=seq, devices=sorted(devices.values(), key=_by_device)))
+        self._deliver(list(channel.coaches), [frame], "coach")
+
+    # -- revocation ----------------------------------------------------------------------------
+
+    def link_revoked(self, link_id: uuid.UUID) -> None:
+        """A coach revoked a share link: end its viewers here now, everywhere else soon."""
+        self._end_link(link_id)
+        self._publish(LinkRevoked(link=link_id))
+
+    def _end_link(self, link_id: uuid.UUID) -> None:
+        for channel in self._all_channels():
+            for outbox in [o for o in channel.viewers if o.link_id == link_id]:
+                outbox.close(4410, "share link revoked", _error(channel.seq, 410, "link-revoked"))
+
+    def _sessions_changed_here(self) -> None:
+        self._publish(SessionsChanged(origin=self.instance))
+        self._spawn(self._recheck_sessions())
+
+    async def _recheck_sessions(self) -> None:
+        coaches = [o for c in self._all_channels() for o in c.coaches if o.session_id]
+        if not coaches:
+            return
+        roles = await self._check_sessions([o.session_id for o in coaches if o.session_id])
+        for outbox in coaches:
+            role = roles.get(outbox.session_id) if outbox.session_id else None
+            if role is None:
+                outbox.close(4401, "session ended", _error(outbox.seq, 401, "session-revoked"))
+            elif role not in ("owner", "coach"):
+                outbox.close(4403, "role changed", _error(outbox.seq, 403, "forbidden"))
+
+    async def _live_sessions(self, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+        s, m = tables.sessions, tables.memberships
+        query = (
+            select(s.c.id, m.c.role)
+            .join(m, (m.c.club_id == s.c.club_id) & (m.c.user_id == s.c.user_id))
+            .where(s.c.id.in_(session_ids), s.c.revoked_at.is_(None))
+        )
+        async with reading(self._engine) as conn:
+            return {row.id: row.role for row in await conn.execute(query)}
+
+    # -- time ------------------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        """Once a second: end expired links; every heartbeat: heartbeats and presence."""
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for channel in self._all_channels():
+                for outbox in channel.viewers:
+                    if outbox.expires_at is not None and outbox.expires_at <= now:
+                        outbox.close(
+                            4410, "share link expired", _error(channel.seq, 410, "link-expired")
+                        )
+            if time.monotonic() - last_beat >= self._heartbeat_s:
+                last_beat = time.monotonic()
+                self._beat()
+
+    def _beat(self) -> None:
+        now_ms = _now_ms()
+        stale_before = time.monotonic() - 3 * self._heartbeat_s
+        for channel in self._all_channels():
+            frame = Frame(Heartbeat(seq=max(channel.seq, 0), server_time_ms=now_ms))
+            self._deliver(list(channel.coaches), [frame], "coach")
+            self._deliver(list(channel.viewers), [frame], "viewer")
+            expired = [o for o, (heard, _) in channel.remote.items() if heard < stale_before]
+            for origin in expired:
+                del channel.remote[origin]
+            if channel.coaches:
+                self._share_presence(channel)
+            elif expired:
+                self._send_presence(channel)
+
+
+class _Pages:
+    """The match's changes after ``cursor``, page by page (an async iterator)."""
+
+    def __init__(
+        self, store: ChangeStore, club_id: uuid.UUID, match_id: uuid.UUID, cursor: int
+    ) -> None:
+        self._store = store
+        self._club_id = club_id
+        self._match_id = match_id
+        self._cursor = cursor
+        self._done = False
+
+    def __aiter__(self) -> _Pages:
+        return self
+
+    async def __anext__(self) -> PullResponse:
+        if self._done:
+            raise StopAsyncIteration
+        page = await self._store.pull(
+            self._club_id,
+            PullRequest(
+                device_id=RELAY_DEVICE,
+                cursor=self._cursor,
+                match_id=self._match_id,
+                limit=PAGE,
+                include_own=True,
+            ),
+        )
+        self._cursor = page.cursor
+        self._done = not page.has_more
+        return page
+
+
+def _by_device(device: PresentDevice) -> str:
+    return device.device_id
+
+
+_TITLES = {
+    "match-gone": ("Match not found", "the match was archived or deleted"),
+    "link-revoked": ("This link has ended", "the coach revoked this link"),
+    "link-expired": ("This link has ended", "this link has expired; ask the coach for a new one"),
+    "session-revoked": ("Session ended", "this device logged out or was removed; log in again"),
+    "forbidden": ("Read-only role", "your role no longer allows a coach's connection"),
+}
+
+
+def _error(seq: int, status: int, code: str) -> Frame:
+    title, detail = _TITLES[code]
+    return Frame(
+        Error(seq=seq, problem=Problem(status=status, code=code, title=title, detail=detail))
+    )

@@ -1,0 +1,109 @@
+"""One live connection's bounded outbox, shared by WebSocket and Server-Sent Events.
+
+The hub encodes a message once and offers the same `Frame` to every connection; each
+connection's own writer drains its outbox at the pace its network allows. A connection whose
+outbox fills up (a stalled phone, a dead tunnel) is told to resync and dropped: it never
+blocks the fan-out to everyone else, and its memory stays bounded by the outbox size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from protocol.relay import EditingRecord, Resync, ServerMessage
+
+Kind = Literal["coach", "viewer"]
+
+_encode = msgspec.json.encode
+
+
+class Frame:
+    """A message encoded once: its JSON text, type and sequence, when its change merged, and
+    (built on first use) its Server-Sent Events form."""
+
+    __slots__ = ("_sse", "merged_at", "seq", "text", "type")
+
+    def __init__(self, message: ServerMessage, *, merged_at: float | None = None) -> None:
+        self.text = _encode(message).decode()
+        self.type: str = type(message).__struct_config__.tag  # type: ignore[assignment]
+        self.seq = message.seq
+        self.merged_at = merged_at
+        self._sse: bytes | None = None
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = f"id: {self.seq}\nevent: {self.type}\ndata: {self.text}\n\n".encode()
+        return self._sse
+
+
+@dataclass(eq=False, slots=True)
+class Outbox:
+    """A connection as the hub sees it: who it is, where it is in the log, what it is owed."""
+
+    kind: Kind
+    club_id: uuid.UUID
+    match_id: uuid.UUID
+    limit: int
+    transport: Literal["ws", "sse"] = "ws"
+    device_id: str | None = None
+    user_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    link_id: uuid.UUID | None = None
+    expires_at: float | None = None
+    """Epoch seconds at which the share link stops working."""
+    seq: int = 0
+    """The club log sequence this connection has been brought up to."""
+    editing: EditingRecord | None = None
+    frames: deque[Frame] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: tuple[int, str] | None = None
+    """Set when the connection must end: its close code and reason."""
+    dropped: bool = False
+    """True when it ended for falling behind."""
+    opened_at: float = field(default_factory=time.monotonic)
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue a frame; False when the connection is closing or has just overflowed."""
+        if self.closing is not None:
+            return False
+        if len(self.frames) >= self.limit:
+            self.frames.clear()
+            self.frames.append(
+                Frame(Resync(seq=self.seq, reason="too far behind; reconnect with since"))
+            )
+            self.dropped = True
+            self.close(1013, "too far behind; reconnect")
+            return False
+        self.frames.append(frame)
+        if frame.seq > self.seq:
+            self.seq = frame.seq
+        self.wake.set()
+        return True
+
+    def close(self, code: int, reason: str, last: Frame | None = None) -> None:
+        """End the connection after the frames already queued (and ``last``, if given)."""
+        if self.closing is not None:
+            return
+        if last is not None:
+            self.frames.append(last)
+        self.closing = (code, reason)
+        self.wake.set()
+
+    async def next_frames(self) -> list[Frame]:
+        """Wait for frames; an empty list means close now (see ``closing``)."""
+        while not self.frames:
+            if self.closing is not None:
+                return []
+            self.wake.clear()
+            await self.wake.wait()
+        frames = list(self.frames)
+        self.frames.clear()
+        return frames

@@ -1,0 +1,159 @@
+"""A served app for live tests: uvicorn on a free local port, and WebSocket helpers.
+
+Live connections need a real server: the relay's bus, its outboxes and the socket's flow
+control are what these tests are about. In a thread for speed; tests that need two
+instances start `sync-server serve` processes instead (tests/test_relay_instances.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+import uvicorn
+from websockets.asyncio.client import ClientConnection
+
+from protocol.wire import PushRequest
+from sync_server.app import create_app
+from sync_server.settings import Settings
+from tests.auth_fixtures import Club, sign_up
+from tests.sync_fixtures import FakeClock, ScriptedDevice, new_match_changes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    url: str
+
+    def ws(self, path: str) -> str:
+        return "ws" + self.url.removeprefix("http") + path
+
+
+@contextmanager
+def serve_in_thread(settings: Settings) -> Iterator[Served]:
+    """The app under uvicorn in a thread, with its own engine, until the block ends."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield Served(f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+async def receive(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
+    with anyio.fail_after(within):
+        message: dict[str, Any] = json.loads(await ws.recv())
+        return message
+
+
+async def receive_until(
+    ws: ClientConnection, kind: str, within: float = 5.0
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The next message of type ``kind``, and the ones before it."""
+    skipped: list[dict[str, Any]] = []
+    with anyio.fail_after(within):
+        while True:
+            message: dict[str, Any] = json.loads(await ws.recv())
+            if message["type"] == kind:
+                return message, skipped
+            skipped.append(message)
+
+
+async def no_message(ws: ClientConnection, within: float = 0.3) -> None:
+    """Nothing arrives (other than heartbeats) for ``within`` seconds."""
+    try:
+        with anyio.fail_after(within):
+            while True:
+                message = json.loads(await ws.recv())
+                assert message["type"] in ("heartbeat", "presence"), message
+    except TimeoutError:
+        return
+
+
+@dataclass
+class LiveMatch:
+    """A club with a match on the served app, a coach device to write with, and the API."""
+
+    http: httpx.AsyncClient
+    served: Served
+    club: Club
+    device: ScriptedDevice
+    match_id: uuid.UUID
+    home: uuid.UUID
+    away: uuid.UUID
+
+    async def push(self, request: PushRequest) -> dict[str, Any]:
+        response = await self.http.post(
+            "/api/sync/push",
+            content=_encode(request),
+            headers={
+                **await self.club.headers(self.device.device_id),
+                "content-type": "application/json",
+            },
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def token(self, device_id: str) -> str:
+        return (await self.club.headers(device_id))["Authorization"].removeprefix("Bearer ")
+
+    async def share_token(self) -> tuple[str, str]:
+        response = await self.http.get(
+            f"/api/matches/{self.match_id}/share",
+            headers=await self.club.headers(self.device.device_id),
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return str(body["token"]), str(body["id"])
+
+    def ws_url(self, token: str, **query: Any) -> str:
+        params = "&".join(f"{k}={v}" for k, v in {"token": token, **query}.items())
+        return self.served.ws(f"/ws/match/{self.match_id}?{params}")
+
+
+def _encode(request: PushRequest) -> bytes:
+    return msgspec.json.encode(request)
+
+
+async def live_match(
+    http: httpx.AsyncClient, served: Served, device_id: str = "phone-a"
+) -> LiveMatch:
+    club = Club(http, await sign_up(http, device_id=device_id))
+    device = ScriptedDevice(device_id, FakeClock(time.time_ns() // 1_000_000))
+    match_id, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    live = LiveMatch(http, served, club, device, match_id, home, away)
+    await live.push(device.push(*new_match_changes(device, match_id, home, away)))
+    return live

@@ -1,0 +1,195 @@
+"""Two server processes on one PostgreSQL database, relaying through LISTEN/NOTIFY and
+again through Redis: what one instance merges reaches the other's sockets (issue: the league
+runs several instances behind a load balancer)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import POSTGRES, SESSION_SCHEMA, TEST_DATABASE_URL, TEST_SECRET_KEY
+from tests.live_fixtures import LiveMatch, Served, free_port, live_match, receive, receive_until
+from tests.sync_fixtures import goal
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+SYNC_SERVER = Path(sys.executable).with_name("sync-server")
+SCHEMA = f"{SESSION_SCHEMA}_relay"
+
+
+def _env(redis_url: str | None) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"PORT", "HOST", "REDIS_URL", "CORS_ORIGINS", "DATABASE_SCHEMA"}
+    }
+    env.update(
+        DATABASE_URL=TEST_DATABASE_URL,
+        DATABASE_SCHEMA=SCHEMA,
+        SECRET_KEY=TEST_SECRET_KEY,
+        ENVIRONMENT="test",
+        RATE_LIMIT_PER_MINUTE="100000",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+@pytest.fixture(scope="module")
+def migrated() -> Iterator[None]:
+    POSTGRES.require()
+    subprocess.run([str(SYNC_SERVER), "migrate"], env=_env(None), check=True, timeout=120)
+    try:
+        yield
+    finally:
+        import asyncio
+
+        async def drop() -> None:
+            dsn = TEST_DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://")
+            connection = await asyncpg.connect(dsn)
+            try:
+                await connection.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+            finally:
+                await connection.close()
+
+        asyncio.run(drop())
+
+
+@pytest.fixture(scope="module", params=["postgres", "redis"])
+def instances(
+    request: pytest.FixtureRequest, migrated: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Served, Served]]:
+    """Instances A and B, relaying through PostgreSQL, then through Redis."""
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    logs = tmp_path_factory.mktemp(f"instances-{request.param}")
+    with ExitStack() as stack:
+        a, b = (stack.enter_context(_server(_env(redis_url), logs / f"{n}.log")) for n in "ab")
+        yield a, b
+
+
+class _server:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self._env, self._log = env, log
+        self._port = free_port()
+
+    def __enter__(self) -> Served:
+        self._out = self._log.open("wb")
+        self._process = subprocess.Popen(
+            [str(SYNC_SERVER), "serve", "--port", str(self._port), "--log-level", "warning"],
+            env=self._env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{self._port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    return Served(url)
+            except httpx.TransportError:
+                pass
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"server did not start:\n{self._log.read_text()}")
+            time.sleep(0.05)
+
+    def __exit__(self, *_: object) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._out.close()
+
+
+@pytest.fixture
+async def two(instances: tuple[Served, Served]) -> AsyncIterator[tuple[LiveMatch, LiveMatch]]:
+    """The same club and match seen through instance A and instance B."""
+    a, b = instances
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=10) as http_a,
+        httpx.AsyncClient(base_url=b.url, timeout=10) as http_b,
+    ):
+        on_a = await live_match(http_a, a)
+        on_b = LiveMatch(http_b, b, on_a.club, on_a.device, on_a.match_id, on_a.home, on_a.away)
+        on_b.club.client = http_b
+        yield on_a, on_b
+
+
+async def test_a_viewer_on_one_instance_sees_an_event_logged_through_the_other(
+    two: tuple[LiveMatch, LiveMatch],
+) -> None:
+    on_a, on_b = two
+    share, _ = await on_b.share_token()
+    async with connect(on_a.ws_url(share)) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        change = goal(on_b.device, on_b.match_id, on_b.home)
+        started = time.monotonic()
+        await on_b.push(on_b.device.push(change))
+        event, _ = await receive_until(ws, "event", within=1.0)
+        assert event["event"]["id"] == str(change.id)
+        assert time.monotonic() - started < 1.0
+
+
+async def test_a_coach_reconnecting_elsewhere_gets_exactly_the_three_it_missed(
+    two: tuple[LiveMatch, LiveMatch],
+) -> None:
+    on_a, on_b = two
+    token = await on_a.token("phone-b")
+    async with connect(on_a.ws_url(token)) as ws:
+        seq = (await receive(ws))["seq"]
+    missed = [goal(on_a.device, on_a.match_id, on_a.home) for _ in range(3)]
+    for change in missed:
+        await on_a.push(on_a.device.push(change))
+    async with connect(on_b.ws_url(token, since=seq)) as ws:
+        catchup = await receive(ws)
+        assert [c["id"] for c in catchup["changes"]] == [str(c.id) for c in missed]
+        later = goal(on_a.device, on_a.match_id, on_a.home)
+        await on_a.push(on_a.device.push(later))
+        live, skipped = await receive_until(ws, "changes", within=1.0)
+        assert [c["id"] for c in live["changes"]] == [str(later.id)]
+        assert all(m["type"] in ("presence", "heartbeat") for m in skipped)
+
+
+async def test_revoking_a_link_on_one_instance_closes_its_sockets_on_the_other(
+    two: tuple[LiveMatch, LiveMatch],
+) -> None:
+    on_a, on_b = two
+    share, link_id = await on_a.share_token()
+    async with connect(on_b.ws_url(share)) as ws:
+        await receive(ws)
+        response = await on_a.http.delete(
+            f"/api/matches/{on_a.match_id}/share/{link_id}",
+            headers=await on_a.club.headers("phone-a"),
+        )
+        assert response.status_code == 204
+        error, _ = await receive_until(ws, "error", within=1.0)
+        assert error["problem"]["code"] == "link-revoked"
+        with pytest.raises(ConnectionClosed):
+            await receive(ws, within=1.0)
+    assert ws.close_code == 4410
+
+
+async def test_presence_crosses_instances(two: tuple[LiveMatch, LiveMatch]) -> None:
+    on_a, on_b = two
+    async with connect(on_a.ws_url(await on_a.token("phone-a"))) as ws_a:
+        await receive(ws_a)
+        async with connect(on_b.ws_url(await on_b.token("phone-b"))) as ws_b:
+            await receive(ws_b)
+            with_b: set[str] = set()
+            while "phone-b" not in with_b:
+                presence, _ = await receive_until(ws_a, "presence", within=2.0)
+                with_b = {d["device_id"] for d in presence["devices"]}
+            assert with_b == {"phone-a", "phone-b"}

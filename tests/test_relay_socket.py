@@ -1,0 +1,358 @@
+"""The match WebSocket on one served instance: catch-up, live changes, viewers, pushes,
+presence, revocation, limits and slow consumers (PROTOCOL.md §17)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import msgspec
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from sync_server.settings import Settings
+from tests.live_fixtures import (
+    LiveMatch,
+    Served,
+    live_match,
+    receive,
+    receive_until,
+    serve_in_thread,
+)
+from tests.sync_fixtures import goal
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def served(settings: Settings, clean_engine: AsyncEngine) -> Iterator[Served]:
+    with serve_in_thread(settings) as served:
+        yield served
+
+
+@pytest.fixture
+async def http(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def live(http: httpx.AsyncClient, served: Served) -> LiveMatch:
+    return await live_match(http, served)
+
+
+async def test_a_coach_gets_a_catchup_then_every_merged_change(live: LiveMatch) -> None:
+    token = await live.token("phone-b")
+    async with connect(live.ws_url(token)) as ws:
+        first = await receive(ws)
+        assert first["type"] == "catchup"
+        assert [c["table"] for c in first["changes"]] == ["matches"]
+        assert first["more"] is False
+        change = goal(live.device, live.match_id, live.home)
+        await live.push(live.device.push(change))
+        message, _ = await receive_until(ws, "changes")
+        assert [c["id"] for c in message["changes"]] == [str(change.id)]
+        assert message["seq"] == message["changes"][-1]["server_seq"]
+
+
+async def test_reconnecting_with_since_gets_exactly_what_was_missed(live: LiveMatch) -> None:
+    token = await live.token("phone-b")
+    async with connect(live.ws_url(token)) as ws:
+        seq = (await receive(ws))["seq"]
+    missed = [goal(live.device, live.match_id, live.home) for _ in range(3)]
+    for change in missed:
+        await live.push(live.device.push(change))
+    async with connect(live.ws_url(token, since=seq)) as ws:
+        catchup = await receive(ws)
+        assert catchup["type"] == "catchup"
+        assert [c["id"] for c in catchup["changes"]] == [str(c.id) for c in missed]
+        # And nothing twice: the next live change is the only thing after it.
+        later = goal(live.device, live.match_id, live.home)
+        await live.push(live.device.push(later))
+        message, skipped = await receive_until(ws, "changes")
+        assert [c["id"] for c in message["changes"]] == [str(later.id)]
+        assert all(m["type"] in ("presence", "heartbeat") for m in skipped)
+
+
+async def test_a_viewer_gets_a_snapshot_then_deltas_without_private_fields(
+    live: LiveMatch,
+) -> None:
+    share, _ = await live.share_token()
+    async with connect(live.ws_url(share)) as ws:
+        snapshot = await receive(ws)
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["view"]["match"]["score"] == {"home": 0, "away": 0}
+        change = goal(live.device, live.match_id, live.home, notes="private note")
+        await live.push(live.device.push(change))
+        header, _ = await receive_until(ws, "match")
+        assert header["match"]["score"] == {"home": 1, "away": 0}
+        event, _ = await receive_until(ws, "event")
+        assert event["event"]["id"] == str(change.id)
+        assert "notes" not in json.dumps(event)
+        archive = live.device.change("events", change.id, {}, op="delete")
+        await live.push(live.device.push(archive))
+        removed, _ = await receive_until(ws, "event_removed")
+        assert removed["id"] == str(change.id)
+
+
+async def test_a_viewer_cannot_push(live: LiveMatch) -> None:
+    share, _ = await live.share_token()
+    async with connect(live.ws_url(share)) as ws:
+        await receive(ws)
+        push = live.device.push(goal(live.device, live.match_id, live.home))
+        await ws.send(
+            json.dumps({"type": "push", "id": "p1", "change_set": msgspec.to_builtins(push)})
+        )
+        error, _ = await receive_until(ws, "error")
+        assert error["id"] == "p1"
+        assert error["problem"]["status"] == 403
+    pulled = await live.http.post(
+        "/api/sync/pull",
+        json={"device_id": "phone-a", "include_own": True, "match_id": str(live.match_id)},
+        headers=await live.club.headers("phone-a"),
+    )
+    assert [c["table"] for c in pulled.json()["changes"]] == ["matches"]
+
+
+async def test_a_coach_pushes_over_the_socket_idempotently(live: LiveMatch) -> None:
+    token = await live.token("phone-a")
+    async with connect(live.ws_url(token)) as ws:
+        await receive(ws)
+        push = live.device.push(goal(live.device, live.match_id, live.home))
+        body = json.dumps({"type": "push", "id": "p1", "change_set": msgspec.to_builtins(push)})
+        await ws.send(body)
+        ack, _ = await receive_until(ws, "ack")
+        assert ack["id"] == "p1" and ack["result"]["applied"] == 1
+        await ws.send(body.replace('"p1"', '"p2"'))
+        again, _ = await receive_until(ws, "ack")
+        assert again["result"]["applied"] == 0
+        assert again["result"]["duplicates"] == 1
+
+
+async def test_a_revoked_share_link_closes_its_socket(live: LiveMatch) -> None:
+    share, link_id = await live.share_token()
+    async with connect(live.ws_url(share)) as ws:
+        await receive(ws)
+        response = await live.http.delete(
+            f"/api/matches/{live.match_id}/share/{link_id}",
+            headers=await live.club.headers("phone-a"),
+        )
+        assert response.status_code == 204
+        error, _ = await receive_until(ws, "error", within=1.0)
+        assert error["problem"]["status"] == 410
+        with pytest.raises(ConnectionClosed):
+            await receive(ws, within=1.0)
+        assert ws.close_code == 4410
+
+
+async def test_a_share_token_opens_its_own_match_only(live: LiveMatch) -> None:
+    share, _ = await live.share_token()
+    other = live.served.ws(f"/ws/match/{uuid.uuid4()}?token={share}")
+    async with connect(other) as ws:
+        error = await receive(ws)
+        assert error["type"] == "error" and error["problem"]["status"] == 404
+
+
+async def test_a_forged_token_is_refused(live: LiveMatch) -> None:
+    async with connect(live.ws_url("a.b.c")) as ws:
+        error = await receive(ws)
+        assert error["problem"]["status"] == 401
+        with pytest.raises(ConnectionClosed):
+            await receive(ws, within=1.0)
+    assert ws.close_code == 4401
+
+
+async def test_coach_devices_see_who_is_connected_and_what_they_edit(live: LiveMatch) -> None:
+    event_id = uuid.uuid4()
+    async with connect(live.ws_url(await live.token("phone-a"))) as ws_a:
+        await receive(ws_a)
+        async with connect(live.ws_url(await live.token("phone-b"))) as ws_b:
+            await receive(ws_b)
+            await ws_b.send(
+                json.dumps({"type": "editing", "record": {"table": "events", "id": str(event_id)}})
+            )
+            while True:
+                presence, _ = await receive_until(ws_a, "presence")
+                devices = {d["device_id"]: d for d in presence["devices"]}
+                if devices.get("phone-b", {}).get("editing"):
+                    break
+            assert devices["phone-b"]["editing"] == {"table": "events", "id": str(event_id)}
+            assert set(devices) == {"phone-a", "phone-b"}
+        while True:
+            presence, _ = await receive_until(ws_a, "presence")
+            if [d["device_id"] for d in presence["devices"]] == ["phone-a"]:
+                break
+
+
+async def test_logging_out_closes_the_devices_socket(live: LiveMatch) -> None:
+    headers = await live.club.headers("phone-b")
+    async with connect(live.ws_url(headers["Authorization"].removeprefix("Bearer "))) as ws:
+        await receive(ws)
+        response = await live.http.post("/api/auth/logout", headers=headers)
+        assert response.status_code in (200, 204), response.text
+        error, _ = await receive_until(ws, "error", within=1.0)
+        assert error["problem"]["status"] == 401
+        with pytest.raises(ConnectionClosed):
+            await receive(ws, within=1.0)
+    assert ws.close_code == 4401
+
+
+async def test_bad_messages_get_a_problem_and_the_socket_stays(live: LiveMatch) -> None:
+    async with connect(live.ws_url(await live.token("phone-a"))) as ws:
+        await receive(ws)
+        for bad in ("not json", '{"type": "dance"}', '{"type": "push", "id": "x"}'):
+            await ws.send(bad)
+            error, _ = await receive_until(ws, "error")
+            assert error["problem"]["status"] == 422, error
+        await ws.send('{"type": "ping"}')
+        pong, _ = await receive_until(ws, "pong")
+        assert pong["seq"] >= 1
+
+
+async def test_the_viewer_stream_as_server_sent_events(live: LiveMatch) -> None:
+    share, link_id = await live.share_token()
+    async with live.http.stream("GET", f"/api/watch/{share}/stream") as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.aiter_lines()
+        events = _sse_events(lines)
+        first = await _next(events)
+        assert first["event"] == "snapshot" and int(first["id"]) >= 1
+        await live.push(live.device.push(goal(live.device, live.match_id, live.home)))
+        while (event := await _next(events))["event"] != "match":
+            pass
+        assert json.loads(event["data"])["match"]["score"] == {"home": 1, "away": 0}
+        await live.http.delete(
+            f"/api/matches/{live.match_id}/share/{link_id}",
+            headers=await live.club.headers("phone-a"),
+        )
+        while (event := await _next(events))["event"] != "error":
+            pass
+        assert json.loads(event["data"])["problem"]["status"] == 410
+    gone = await live.http.get(f"/api/watch/{share}/stream")
+    assert gone.status_code == 410
+    assert gone.headers["content-type"] == "application/problem+json"
+
+
+async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
+    event: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if "event" in event:
+                yield event
+            event = {}
+            continue
+        name, _, value = line.partition(": ")
+        event[name] = value
+
+
+async def _next(events: AsyncIterator[dict[str, str]]) -> dict[str, str]:
+    with anyio.fail_after(5):
+        return await anext(events)
+
+
+async def test_metrics_count_connections_and_messages(live: LiveMatch) -> None:
+    share, _ = await live.share_token()
+    async with connect(live.ws_url(share)) as ws:
+        await receive(ws)
+        await live.push(live.device.push(goal(live.device, live.match_id, live.home)))
+        await receive_until(ws, "event")
+        text = (await live.http.get("/metrics")).text
+    assert 'touchline_relay_connections{kind="viewer",transport="ws"} 1.0' in text
+    assert 'touchline_relay_messages_sent_total{kind="viewer"}' in text
+    assert "touchline_relay_merge_to_send_seconds_bucket" in text
+
+
+# About 6 MB of changes: more than loopback buffers and the outbox hold together.
+STALL_PUSHES = 40
+
+
+def _stalled_socket(url: str) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads."""
+    parsed = urlsplit(url)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((parsed.hostname or "127.0.0.1", parsed.port or 80))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (
+            f"GET {parsed.path}?{parsed.query} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    assert raw.recv(12) == b"HTTP/1.1 101"
+    return raw
+
+
+async def test_a_stalled_client_is_dropped_and_the_others_keep_up(
+    settings: Settings, clean_engine: AsyncEngine
+) -> None:
+    small = dataclasses.replace(settings, relay_queue_limit=8)
+    with serve_in_thread(small) as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            live = await live_match(http, served)
+            stalled = _stalled_socket(live.ws_url(await live.token("phone-s")))
+            try:
+                async with connect(live.ws_url(await live.token("phone-b"))) as ws:
+                    await receive(ws)
+                    latencies = []
+                    for _ in range(STALL_PUSHES):
+                        changes = [
+                            goal(live.device, live.match_id, live.home, notes="x" * 8000)
+                            for _ in range(20)
+                        ]
+                        started = time.monotonic()
+                        await live.push(live.device.push(*changes))
+                        message, _ = await receive_until(ws, "changes")
+                        latencies.append(time.monotonic() - started)
+                        assert [c["id"] for c in message["changes"]] == [str(c.id) for c in changes]
+                    metrics = (await http.get("/metrics")).text
+            finally:
+                stalled.close()
+    assert 'touchline_relay_queue_drops_total{kind="coach"} 1.0' in metrics
+    # The healthy device's pushes and deliveries never waited on the stalled one.
+    assert max(latencies) < 1.0, latencies
+
+
+async def test_message_floods_are_refused_then_closed(
+    settings: Settings, clean_engine: AsyncEngine
+) -> None:
+    slow = dataclasses.replace(settings, ws_messages_per_second=2)
+    with serve_in_thread(slow) as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            live = await live_match(http, served)
+            async with connect(live.ws_url(await live.token("phone-a"))) as ws:
+                await receive(ws)
+                for _ in range(40):
+                    await ws.send('{"type": "ping"}')
+                error, _ = await receive_until(ws, "error")
+                assert error["problem"]["status"] == 429
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await receive(ws)
+            assert ws.close_code == 1008
+
+
+async def test_another_clubs_match_is_not_found_on_the_socket(live: LiveMatch) -> None:
+    other = await live_match(live.http, live.served, device_id="other-phone")
+    token = await other.token("other-phone")
+    async with connect(live.ws_url(token)) as ws:
+        error = await receive(ws)
+        assert error["type"] == "error" and error["problem"]["status"] == 404
+        with pytest.raises(ConnectionClosed):
+            await receive(ws, within=1.0)
+    assert ws.close_code == 4404
+    unknown = await live.http.get("/api/watch/not-a-real-token/stream")
+    assert unknown.status_code == 404
