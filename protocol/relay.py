@@ -8,13 +8,22 @@ each other on the bus, and how one viewer view differs from the next. The server
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any
 
 import msgspec
 
-from protocol.schema import TableName
-from protocol.viewer import RECENT_EVENTS, MatchView, ViewerEvent, ViewerMatch, mm_ss
+from protocol.merge import RecordState
+from protocol.replica import Replica
+from protocol.schema import Scalar, TableName
+from protocol.viewer import (
+    RECENT_EVENTS,
+    MatchView,
+    ViewerEvent,
+    ViewerMatch,
+    match_view,
+    mm_ss,
+)
 from protocol.wire import ConflictRecord, LoggedChange, PushRequest, PushResponse
 
 __all__ = [
@@ -237,3 +246,76 @@ def view_at(view: MatchView, now_ms: int, *, recent: int = RECENT_EVENTS) -> Mat
         recent_events=view.recent_events[:recent],
         server_time_ms=max(now_ms, view.server_time_ms),
     )
+
+
+VIEW_TABLES: frozenset[str] = frozenset({"matches", "events", "clock_actions"})
+"""The match-scoped tables a viewer's view is made of (besides club-wide names)."""
+
+
+class MatchReplica:
+    """What the relay keeps per watched match to make the viewer's view without a database
+    read per change: the match's records as merged states, which the log's changes are
+    merged into, and the club-wide values the view names (players, teams, naming)."""
+
+    def __init__(
+        self,
+        match_id: uuid.UUID,
+        states: Iterable[tuple[str, uuid.UUID, RecordState]],
+        *,
+        players: Mapping[str, Mapping[str, Scalar]],
+        teams: Mapping[str, Mapping[str, Scalar]],
+        naming: str,
+    ) -> None:
+        self.match_id = match_id
+        self._records = Replica()
+        for table, record_id, state in states:
+            self._records.put_state(table, record_id, state)
+        self.players = dict(players)
+        self.teams = dict(teams)
+        self.naming = naming
+
+    def apply(self, change: LoggedChange) -> None:
+        """Merge a logged change of this match (others are ignored)."""
+        if change.table in VIEW_TABLES:
+            self._records.apply(change)
+
+    def missing(self) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """Players and teams the view names but this replica has no values for."""
+        match = self._match_values() or {}
+        events = self._records.live("events").values()
+        players = {_uuid(e.get("player_id")) for e in events} - {None}
+        teams = {_uuid(match.get("home_team_id")), _uuid(match.get("away_team_id"))}
+        teams |= {_uuid(e.get("team_id")) for e in events}
+        teams |= {_uuid(p.get("current_team")) for p in self.players.values()}
+        return (
+            {p for p in players if p is not None and str(p) not in self.players},
+            {t for t in teams if t is not None and str(t) not in self.teams},
+        )
+
+    def view(self, now_ms: int) -> MatchView | None:
+        """The viewer's view with every event, or None when the match is gone or archived."""
+        match = self._match_values()
+        if match is None:
+            return None
+        return match_view(
+            self.match_id,
+            match,
+            teams=self.teams,
+            players=self.players,
+            events=self._records.live("events").items(),
+            clock_actions=[state for _, state in self._records.records("clock_actions")],
+            now_ms=now_ms,
+            recent=len(self._records),
+            default_naming=self.naming,
+        )
+
+    def _match_values(self) -> dict[str, Scalar] | None:
+        state = self._records.state("matches", self.match_id)
+        return None if state is None or state.is_deleted else state.values()
+
+
+def _uuid(value: Scalar) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from protocol import derive, merge, viewer
+from protocol import derive, merge, relay, viewer
 from protocol.schema import VIEWER_NAMES, Scalar
 from sync_server import tables
 from sync_server.db import reading
@@ -83,16 +83,16 @@ async def load_match_records(
         match = match_state.values()
         events = [
             (record_id, state.values())
-            for record_id, state in await _by_match(conn, tables.events, club_id, match_id)
+            for record_id, state in await by_match(conn, tables.events, club_id, match_id)
             if not state.is_deleted
         ]
         actions = [
-            state for _, state in await _by_match(conn, tables.clock_actions, club_id, match_id)
+            state for _, state in await by_match(conn, tables.clock_actions, club_id, match_id)
         ]
         rows = (
             [
                 (record_id, state.values())
-                for record_id, state in await _by_match(conn, tables.lineup, club_id, match_id)
+                for record_id, state in await by_match(conn, tables.lineup, club_id, match_id)
                 if not state.is_deleted
             ]
             if lineup
@@ -104,11 +104,7 @@ async def load_match_records(
         team_ids |= {_uuid(values.get("team_id")) for _, values in events}
         team_ids |= {_uuid(values.get("current_team")) for values in players.values()}
         teams = await read_values(conn, tables.teams, club_id, team_ids)
-        settings = await read_state(conn, tables.club_settings, club_id, club_id)
-    naming = None
-    # Archived settings count as none, as GET /api/clubs/{id}/settings answers them.
-    if settings is not None and not settings.is_deleted:
-        naming = settings.values().get("viewer_names")
+        naming = await viewer_naming(conn, club_id)
     return MatchRecords(
         match_id=match_id,
         match=match,
@@ -118,10 +114,67 @@ async def load_match_records(
         players=players,
         teams=teams,
         lineup=rows,
-        viewer_names=naming
-        if isinstance(naming, str) and naming in VIEWER_NAMES
-        else (viewer.DEFAULT_NAMING),
+        viewer_names=naming,
     )
+
+
+async def viewer_naming(conn: AsyncConnection, club_id: uuid.UUID) -> str:
+    """The club's viewer naming setting, or the default."""
+    settings = await read_state(conn, tables.club_settings, club_id, club_id)
+    # Archived settings count as none, as GET /api/clubs/{id}/settings answers them.
+    if settings is None or settings.is_deleted:
+        return viewer.DEFAULT_NAMING
+    naming = settings.values().get("viewer_names")
+    return naming if isinstance(naming, str) and naming in VIEWER_NAMES else viewer.DEFAULT_NAMING
+
+
+async def load_match_replica(
+    engine: AsyncEngine, club_id: uuid.UUID, match_id: uuid.UUID
+) -> relay.MatchReplica | None:
+    """The relay's replica of a match: its records' merged states and the names it shows,
+    or None when the club has no such match."""
+    async with reading(engine) as conn:
+        match_state = await read_state(conn, tables.matches, club_id, match_id)
+        if match_state is None:
+            return None
+        states: list[tuple[str, uuid.UUID, merge.RecordState]] = [
+            ("matches", match_id, match_state)
+        ]
+        for table in (tables.events, tables.clock_actions):
+            found = await by_match(conn, table, club_id, match_id)
+            states.extend((table.name, record_id, state) for record_id, state in found)
+        replica = relay.MatchReplica(
+            match_id, states, players={}, teams={}, naming=await viewer_naming(conn, club_id)
+        )
+        await fill_names(conn, club_id, replica)
+    return replica
+
+
+async def fill_names(
+    conn: AsyncConnection, club_id: uuid.UUID, replica: relay.MatchReplica
+) -> None:
+    """Load the players and teams the replica's view names and it lacks. Ids the club does
+    not have are remembered as empty, so they are not asked for again."""
+    players, _ = replica.missing()
+    if players:
+        found = await read_values(conn, tables.players, club_id, players)
+        replica.players.update({str(p): found.get(str(p), {}) for p in players})
+    _, teams = replica.missing()
+    if teams:
+        found = await read_values(conn, tables.teams, club_id, teams)
+        replica.teams.update({str(t): found.get(str(t), {}) for t in teams})
+
+
+async def refresh_names(
+    engine: AsyncEngine, club_id: uuid.UUID, replica: relay.MatchReplica, *, everything: bool
+) -> None:
+    """After club-wide changes (``everything``: names may have changed) or new references."""
+    async with reading(engine) as conn:
+        if everything:
+            replica.players.clear()
+            replica.teams.clear()
+            replica.naming = await viewer_naming(conn, club_id)
+        await fill_names(conn, club_id, replica)
 
 
 async def load_match_view(
@@ -138,7 +191,7 @@ async def load_match_view(
     return None if records is None else records.view(now_ms, full_names=full_names)
 
 
-async def _by_match(
+async def by_match(
     conn: AsyncConnection, table: Table, club_id: uuid.UUID, match_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, merge.RecordState]]:
     rows = await conn.execute(

@@ -11,6 +11,8 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -356,3 +358,62 @@ async def test_another_clubs_match_is_not_found_on_the_socket(live: LiveMatch) -
     assert ws.close_code == 4404
     unknown = await live.http.get("/api/watch/not-a-real-token/stream")
     assert unknown.status_code == 404
+
+
+async def test_a_viewer_applying_every_message_holds_what_watch_answers(live: LiveMatch) -> None:
+    """Goals, an edit, an archive, a new player and a renamed one (a club-wide change) and
+    the clock: a page applying the messages ends up where a fresh GET would."""
+    share, _ = await live.share_token()
+    device = live.device
+    player = uuid.uuid4()
+    async with connect(live.ws_url(share)) as ws:
+        held = (await receive(ws))["view"]
+        first = goal(device, live.match_id, live.home)
+        await live.push(device.push(first))
+        await live.push(
+            device.push(
+                device.change("players", player, {"full_name": "Maya Kowalski"}),
+                goal(device, live.match_id, live.away, player_id=str(player), clock_ms=90_000),
+            )
+        )
+        await live.push(device.push(device.change("events", first.id, {"clock_ms": 30_000})))
+        await live.push(device.push(device.change("players", player, {"full_name": "Ana Lee"})))
+        await live.push(
+            device.push(
+                device.change(
+                    "clock_actions",
+                    uuid.uuid4(),
+                    {
+                        "match_id": str(live.match_id),
+                        "action": "start",
+                        "at": datetime.now(UTC).isoformat(),
+                    },
+                )
+            )
+        )
+        await live.push(device.push(device.change("events", first.id, {}, op="delete")))
+        final_seq = (await live.push(device.push(goal(device, live.match_id, live.home))))["cursor"]
+        while True:
+            message = await receive(ws)
+            _apply(held, message)
+            if message["seq"] >= final_seq and message["type"] == "event":
+                break
+    expected = (await live.http.get(f"/api/watch/{share}")).json()
+    assert _comparable(held) == _comparable(expected)
+    assert {e["player"] for e in held["recent_events"]} >= {"Ana L."}
+
+
+def _apply(view: dict[str, Any], message: dict[str, Any]) -> None:
+    if message["type"] == "match":
+        view["match"] = message["match"]
+    elif message["type"] == "event":
+        events = [e for e in view["recent_events"] if e["id"] != message["event"]["id"]]
+        view["recent_events"] = [*events, message["event"]]
+    elif message["type"] == "event_removed":
+        view["recent_events"] = [e for e in view["recent_events"] if e["id"] != message["id"]]
+
+
+def _comparable(view: dict[str, Any]) -> tuple[Any, ...]:
+    match = {k: v for k, v in view["match"].items() if k not in ("clock_time", "period_elapsed_ms")}
+    events = sorted(view["recent_events"], key=lambda e: e["id"])
+    return match, events

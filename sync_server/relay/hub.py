@@ -44,7 +44,7 @@ from protocol.wire import PullRequest, PullResponse
 from sync_server import tables
 from sync_server.auth import SessionCache
 from sync_server.db import reading
-from sync_server.match_view import load_match_records
+from sync_server.match_view import load_match_replica, refresh_names
 from sync_server.relay.bus import Bus, BusError
 from sync_server.relay.metrics import RelayMetrics
 from sync_server.relay.outbox import Frame, Outbox
@@ -57,8 +57,6 @@ log = logging.getLogger("sync_server.relay")
 RELAY_DEVICE = "relay"
 """The device id the hub's own pulls name (they include every device's changes)."""
 PAGE = 500
-ALL_EVENTS = 1_000_000
-"""The hub's views keep every event, so that a change to an old one is still a delta."""
 
 _decode_bus = msgspec.json.Decoder(BusMessage)
 _encode = msgspec.json.encode
@@ -88,6 +86,10 @@ class Channel:
     """Commit time (epoch seconds) of the oldest announced change not yet relayed."""
     view: MatchView | None = None
     """The viewers' view as last sent (every event), kept while viewers are connected."""
+    replica: relay.MatchReplica | None = None
+    """The match's records, kept up to date from the log while viewers are connected."""
+    names_stale: bool = False
+    """Club-wide changes arrived: the players' and teams' names may differ now."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
     remote: dict[str, tuple[float, list[PresentDevice]]] = field(default_factory=dict)
@@ -226,6 +228,8 @@ class Hub:
         for channel in channels.values():
             if matches is not None and channel.match_id not in matches:
                 continue
+            if matches is None:
+                channel.names_stale = True
             if notice.seq > channel.target:
                 channel.target = notice.seq
                 if channel.merged_at is None and notice.at_ms:
@@ -265,34 +269,52 @@ class Hub:
             channel.merged_at = None
 
     async def _advance(self, channel: Channel, target: int) -> None:
+        """Relay what the log holds after the channel's sequence: the changes to coaches,
+        merged into the replica, and the viewers' view deltas."""
         merged_at = channel.merged_at
         channel.merged_at = None
-        seq = max(channel.seq, target)
-        if channel.coaches:
-            cursor = channel.seq
-            async for page in _Pages(self._store, channel.club_id, channel.match_id, cursor):
-                if page.changes or page.conflicts:
+        cursor = channel.seq
+        async for page in _Pages(self._store, channel.club_id, channel.match_id, cursor):
+            if page.changes or page.conflicts:
+                if channel.coaches:
                     message = Changes(
                         seq=page.cursor, changes=page.changes, conflicts=page.conflicts
                     )
                     self._deliver_changes(channel, message, cursor, merged_at)
-                cursor = page.cursor
-            seq = max(seq, cursor)
+                if channel.replica is not None:
+                    for change in page.changes:
+                        channel.replica.apply(change)
+            cursor = page.cursor
+        seq = max(cursor, target)
         if channel.viewers:
-            view = await self._load_view(channel.club_id, channel.match_id)
-            if view is None:
-                for outbox in list(channel.viewers):
-                    outbox.close(4404, "match not found", _error(seq, 404, "match-gone"))
-                channel.viewers.clear()
-            else:
-                if channel.view is not None:
-                    frames = [
-                        Frame(delta, merged_at=merged_at)
-                        for delta in relay.viewer_deltas(channel.view, view, seq)
-                    ]
-                    self._deliver(channel.viewers, frames, "viewer")
-                channel.view = view
+            await self._relay_view(channel, seq, merged_at)
         channel.seq = seq
+
+    async def _relay_view(self, channel: Channel, seq: int, merged_at: float | None) -> None:
+        replica = channel.replica
+        if replica is None:
+            replica = channel.replica = await load_match_replica(
+                self._engine, channel.club_id, channel.match_id
+            )
+        elif channel.names_stale or any(replica.missing()):
+            await refresh_names(
+                self._engine, channel.club_id, replica, everything=channel.names_stale
+            )
+        channel.names_stale = False
+        view = None if replica is None else replica.view(_now_ms())
+        if view is None:
+            for outbox in list(channel.viewers):
+                outbox.close(4404, "match not found", _error(seq, 404, "match-gone"))
+            channel.viewers.clear()
+            channel.replica = channel.view = None
+            return
+        if channel.view is not None:
+            frames = [
+                Frame(delta, merged_at=merged_at)
+                for delta in relay.viewer_deltas(channel.view, view, seq)
+            ]
+            self._deliver(channel.viewers, frames, "viewer")
+        channel.view = view
 
     def _deliver_changes(
         self, channel: Channel, message: Changes, first: int, merged_at: float | None
@@ -323,11 +345,13 @@ class Hub:
             log.info("relay: dropped a slow %s connection on match %s", kind, outbox.match_id)
             self.leave(outbox)
 
-    async def _load_view(self, club_id: uuid.UUID, match_id: uuid.UUID) -> MatchView | None:
-        records = await load_match_records(self._engine, club_id, match_id)
-        if records is None:
-            return None
-        return records.view(_now_ms(), full_names=False, recent=ALL_EVENTS)
+    async def _match_exists(self, club_id: uuid.UUID, match_id: uuid.UUID) -> bool:
+        m = tables.matches
+        async with reading(self._engine) as conn:
+            state = await conn.scalar(
+                select(m.c.is_deleted).where(m.c.club_id == club_id, m.c.id == match_id)
+            )
+        return state is not None and not state
 
     async def _ready(self, channel: Channel) -> None:
         """Under the channel's lock: read the club's log head for a new channel."""
@@ -344,7 +368,7 @@ class Hub:
     async def join_coach(self, outbox: Outbox, since: int) -> None:
         """Send the catch-up from ``since`` (the match's changes after it), then everything
         new. Raises MatchGone when the club has no such match."""
-        if await self._load_view(outbox.club_id, outbox.match_id) is None:
+        if not await self._match_exists(outbox.club_id, outbox.match_id):
             raise MatchGone
         channel = self._channel(outbox.club_id, outbox.match_id)
         async with channel.lock:
@@ -380,7 +404,13 @@ class Hub:
         async with channel.lock:
             await self._ready(channel)
             if channel.view is None or not channel.viewers:
-                channel.view = await self._load_view(outbox.club_id, outbox.match_id)
+                # Read after the channel's sequence: the states hold at least everything up
+                # to it, and merging a change twice is harmless.
+                channel.replica = await load_match_replica(
+                    self._engine, outbox.club_id, outbox.match_id
+                )
+                channel.view = None if channel.replica is None else channel.replica.view(_now_ms())
+                channel.names_stale = False
             if channel.view is None:
                 if channel.idle:
                     self._forget(channel)
@@ -401,6 +431,8 @@ class Hub:
         elif outbox in channel.viewers:
             channel.viewers.discard(outbox)
             self.metrics.connections.labels("viewer", outbox.transport).dec()
+            if not channel.viewers:
+                channel.replica = channel.view = None
         if channel.idle:
             self._forget(channel)
 
