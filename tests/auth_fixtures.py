@@ -5,10 +5,15 @@ They take any httpx client: Litestar's test client or one talking to a served ap
 from __future__ import annotations
 
 import uuid
+import warnings
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
+
+from sync_server.auth import ALGORITHM
 
 PASSWORD = "correct horse battery staple"
 
@@ -86,3 +91,42 @@ class Club:
 
 async def new_club(client: httpx.AsyncClient, device_id: str = "phone-a") -> Club:
     return Club(client, await sign_up(client, device_id=device_id))
+
+
+FORGERIES = (
+    "alg-none",
+    "wrong-key",
+    "expired",
+    "wrong-audience",
+    "no-audience",
+    "no-session",
+    "other-user",
+    "garbage",
+    "hs512",
+)
+
+
+def forge_token(tokens: dict[str, Any], key: str, forge: str) -> str:
+    """A broken or forged variant of the access token in ``tokens`` (see FORGERIES)."""
+    claims: dict[str, Any] = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    now = datetime.now(UTC)
+    if forge == "alg-none":
+        return jwt.encode(claims, key=None, algorithm="none")
+    if forge == "wrong-key":
+        return jwt.encode(claims, "another key that is long enough to sign", ALGORITHM)
+    if forge == "expired":
+        past = {**claims, "iat": now - timedelta(hours=2), "exp": now - timedelta(hours=1)}
+        return jwt.encode(past, key, ALGORITHM)
+    if forge == "wrong-audience":
+        return jwt.encode({**claims, "aud": "someone-else"}, key, ALGORITHM)
+    if forge == "no-audience":
+        return jwt.encode({k: v for k, v in claims.items() if k != "aud"}, key, ALGORITHM)
+    if forge == "no-session":
+        return jwt.encode({k: v for k, v in claims.items() if k != "sid"}, key, ALGORITHM)
+    if forge == "other-user":
+        return jwt.encode({**claims, "sub": str(uuid.uuid4())}, key, ALGORITHM)
+    if forge == "hs512":
+        with warnings.catch_warnings():  # the test key is short for HS512; that is fine here
+            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+            return jwt.encode(claims, key, "HS512")
+    return "not.a.jwt"

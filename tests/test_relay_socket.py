@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from sync_server.settings import Settings
+from tests.auth_fixtures import FORGERIES, forge_token
 from tests.live_fixtures import (
     LiveMatch,
     Served,
@@ -417,3 +418,15 @@ def _comparable(view: dict[str, Any]) -> tuple[Any, ...]:
     match = {k: v for k, v in view["match"].items() if k not in ("clock_time", "period_elapsed_ms")}
     events = sorted(view["recent_events"], key=lambda e: e["id"])
     return match, events
+
+
+async def test_forged_tokens_never_open_a_socket(live: LiveMatch, settings: Settings) -> None:
+    for forge in FORGERIES:
+        token = forge_token(live.club.owner, settings.secret_key, forge)
+        async with connect(live.ws_url(token)) as ws:
+            error = await receive(ws)
+            assert error["type"] == "error", (forge, error)
+            assert error["problem"]["status"] in (401, 404), (forge, error)
+            with pytest.raises(ConnectionClosed):
+                await receive(ws, within=1.0)
+        assert ws.close_code in (4401, 4404), forge
