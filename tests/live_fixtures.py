@@ -7,7 +7,9 @@ instances start `sync-server serve` processes instead (tests/test_relay_instance
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import socket
 import threading
 import time
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -157,3 +160,25 @@ async def live_match(
     live = LiveMatch(http, served, club, device, match_id, home, away)
     await live.push(device.push(*new_match_changes(device, match_id, home, away)))
     return live
+
+
+# About 6 MB of changes: more than loopback buffers and the outbox hold together.
+STALL_PUSHES = 40
+
+
+def stalled_socket(url: str) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads."""
+    parsed = urlsplit(url)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((parsed.hostname or "127.0.0.1", parsed.port or 80))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (
+            f"GET {parsed.path}?{parsed.query} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    assert raw.recv(12) == b"HTTP/1.1 101"
+    return raw

@@ -4,6 +4,7 @@ runs several instances behind a load balancer)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,12 +15,22 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import POSTGRES, SESSION_SCHEMA, TEST_DATABASE_URL, TEST_SECRET_KEY
-from tests.live_fixtures import LiveMatch, Served, free_port, live_match, receive, receive_until
+from tests.live_fixtures import (
+    STALL_PUSHES,
+    LiveMatch,
+    Served,
+    free_port,
+    live_match,
+    receive,
+    receive_until,
+    stalled_socket,
+)
 from tests.sync_fixtures import goal
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -40,6 +51,8 @@ def _env(redis_url: str | None) -> dict[str, str]:
         SECRET_KEY=TEST_SECRET_KEY,
         ENVIRONMENT="test",
         RATE_LIMIT_PER_MINUTE="100000",
+        # Small, so that the stalled client below overflows its outbox in a second.
+        RELAY_QUEUE_LIMIT="8",
     )
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -193,3 +206,53 @@ async def test_presence_crosses_instances(two: tuple[LiveMatch, LiveMatch]) -> N
                 presence, _ = await receive_until(ws_a, "presence", within=2.0)
                 with_b = {d["device_id"] for d in presence["devices"]}
             assert with_b == {"phone-a", "phone-b"}
+
+
+async def test_a_viewer_cannot_push_on_either_instance(two: tuple[LiveMatch, LiveMatch]) -> None:
+    on_a, on_b = two
+    share, _ = await on_a.share_token()
+    for side in (on_a, on_b):
+        async with connect(side.ws_url(share)) as ws:
+            await receive(ws)
+            push = side.device.push(goal(side.device, side.match_id, side.home))
+            body = {"type": "push", "id": "p1", "change_set": msgspec.to_builtins(push)}
+            await ws.send(json.dumps(body))
+            error, _ = await receive_until(ws, "error")
+            assert error["problem"]["status"] == 403
+            side.device.seq -= 1  # that change set was never stored
+    pulled = await on_a.http.post(
+        "/api/sync/pull",
+        json={"device_id": "phone-a", "include_own": True, "match_id": str(on_a.match_id)},
+        headers=await on_a.club.headers("phone-a"),
+    )
+    assert [c["table"] for c in pulled.json()["changes"]] == ["matches"]
+
+
+async def test_a_stalled_client_is_dropped_while_others_keep_their_latency(
+    two: tuple[LiveMatch, LiveMatch],
+) -> None:
+    on_a, on_b = two
+    stalled = stalled_socket(on_a.ws_url(await on_a.token("phone-s")))
+    try:
+        async with (
+            connect(on_a.ws_url(await on_a.token("phone-x"))) as near,
+            connect(on_b.ws_url(await on_b.token("phone-y"))) as far,
+        ):
+            await receive(near)
+            await receive(far)
+            latencies = []
+            for _ in range(STALL_PUSHES):
+                changes = [
+                    goal(on_b.device, on_b.match_id, on_b.home, notes="x" * 8000) for _ in range(20)
+                ]
+                started = time.monotonic()
+                await on_b.push(on_b.device.push(*changes))
+                for ws in (near, far):
+                    message, _ = await receive_until(ws, "changes")
+                    assert len(message["changes"]) == 20
+                latencies.append(time.monotonic() - started)
+            metrics = (await on_a.http.get("/metrics")).text
+    finally:
+        stalled.close()
+    assert 'touchline_relay_queue_drops_total{kind="coach"} 1.0' in metrics
+    assert max(latencies) < 1.0, latencies

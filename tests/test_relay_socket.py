@@ -3,17 +3,13 @@ presence, revocation, limits and slow consumers (PROTOCOL.md §17)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
-import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -26,12 +22,14 @@ from websockets.exceptions import ConnectionClosed
 from sync_server.settings import Settings
 from tests.auth_fixtures import FORGERIES, forge_token
 from tests.live_fixtures import (
+    STALL_PUSHES,
     LiveMatch,
     Served,
     live_match,
     receive,
     receive_until,
     serve_in_thread,
+    stalled_socket,
 )
 from tests.sync_fixtures import goal
 
@@ -277,28 +275,6 @@ async def test_metrics_count_connections_and_messages(live: LiveMatch) -> None:
     assert "touchline_relay_merge_to_send_seconds_bucket" in text
 
 
-# About 6 MB of changes: more than loopback buffers and the outbox hold together.
-STALL_PUSHES = 40
-
-
-def _stalled_socket(url: str) -> socket.socket:
-    """A WebSocket client that completes the handshake and then never reads."""
-    parsed = urlsplit(url)
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.connect((parsed.hostname or "127.0.0.1", parsed.port or 80))
-    key = base64.b64encode(os.urandom(16)).decode()
-    raw.sendall(
-        (
-            f"GET {parsed.path}?{parsed.query} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    assert raw.recv(12) == b"HTTP/1.1 101"
-    return raw
-
-
 async def test_a_stalled_client_is_dropped_and_the_others_keep_up(
     settings: Settings, clean_engine: AsyncEngine
 ) -> None:
@@ -306,7 +282,7 @@ async def test_a_stalled_client_is_dropped_and_the_others_keep_up(
     with serve_in_thread(small) as served:
         async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
             live = await live_match(http, served)
-            stalled = _stalled_socket(live.ws_url(await live.token("phone-s")))
+            stalled = stalled_socket(live.ws_url(await live.token("phone-s")))
             try:
                 async with connect(live.ws_url(await live.token("phone-b"))) as ws:
                     await receive(ws)
