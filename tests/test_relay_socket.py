@@ -406,3 +406,18 @@ async def test_forged_tokens_never_open_a_socket(live: LiveMatch, settings: Sett
             with pytest.raises(ConnectionClosed):
                 await receive(ws, within=1.0)
         assert ws.close_code in (4401, 4404), forge
+
+
+async def test_a_shutdown_closes_sockets_with_1012_so_clients_reconnect(
+    settings: Settings, clean_engine: AsyncEngine
+) -> None:
+    with serve_in_thread(settings) as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            live = await live_match(http, served)
+            share, _ = await live.share_token()
+            ws = await connect(live.ws_url(share))
+            await receive(ws)
+    # Leaving the block stopped the server.
+    with pytest.raises(ConnectionClosed):
+        await receive(ws, within=5.0)
+    assert ws.close_code == 1012
