@@ -28,9 +28,25 @@ from protocol.wire import (
     ReinstateResponse,
 )
 
-Announce = Callable[[uuid.UUID, int, "list[uuid.UUID] | None"], None]
-"""Called after a commit with the club, its new log head and the matches the new changes
-belong to (``None`` when some were club-wide); the realtime relay listens here."""
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What one commit added to a club's log, for the realtime relay."""
+
+    club_id: uuid.UUID
+    after: int
+    """The log head before the commit."""
+    seq: int
+    """The log head after it: the commit's entries are ``after + 1 … seq``."""
+    matches: list[uuid.UUID] | None
+    """The matches the new entries belong to; None when some were club-wide."""
+    entries: list[tuple[uuid.UUID | None, LoggedChange]] | None
+    """The entries with their match, or None when the relay must read them from the log."""
+    conflicts: list[ConflictRecord]
+
+
+Announce = Callable[[Announcement], None]
+"""Called after a commit that added changes; the realtime relay listens here."""
 
 
 def touched_matches(match_ids: Iterable[uuid.UUID | None]) -> list[uuid.UUID] | None:

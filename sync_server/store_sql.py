@@ -52,6 +52,7 @@ from sync_server.projection import domain_row, from_ms
 from sync_server.store import (
     SERVER_DEVICE,
     Announce,
+    Announcement,
     RecordedChanges,
     SystemClock,
     WallClock,
@@ -103,7 +104,7 @@ class SqlChangeStore:
         self._writer = anyio.Lock() if not self._is_postgres else None
         self.announce: Announce | None = None
         # Changes recorded inside a caller's transaction, announced once it commits.
-        self._pending: dict[int, list[tuple[uuid.UUID, int, PushPlan]]] = {}
+        self._pending: dict[int, list[Announcement]] = {}
 
     async def ping(self) -> None:
         async with reading(self._engine) as conn:
@@ -135,7 +136,7 @@ class SqlChangeStore:
                 club_max=club_max,
             )
             conflicts = await self._write(conn, club_id, request.device_id, plan, head, now_ms)
-        self._announce(club_id, head, plan)
+        self._announce(_announcement(club_id, head, plan, request.device_id, conflicts))
         return PushResponse(
             device_id=request.device_id,
             acked_seq=plan.device.last_seq,
@@ -484,13 +485,14 @@ class SqlChangeStore:
                 max_skew_ms=max(self._max_skew_ms, hlc.wall_ms - now_ms + 1),
                 club_max=club_max,
             )
-            await self._write(conn, club_id, SERVER_DEVICE, plan, head, now_ms)
+            found = await self._write(conn, club_id, SERVER_DEVICE, plan, head, now_ms)
             await conn.execute(
                 update(c)
                 .where(c.c.club_id == club_id, c.c.id == conflict_id)
                 .values(reinstated_seq=head + 1, reinstated_by=by)
             )
-        self._announce(club_id, head, plan)
+        # The reinstated conflict changed too: the relay reads the ledger again.
+        self._announce(_announcement(club_id, head, plan, SERVER_DEVICE, found, entries=False))
         return ReinstateResponse(
             conflict=msgspec.structs.replace(conflict, reinstated_seq=head + 1, reinstated_by=by),
             change=_planned_log(plan, head)[0],
@@ -501,7 +503,7 @@ class SqlChangeStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        recorded: list[tuple[uuid.UUID, int, PushPlan]] = []
+        recorded: list[Announcement] = []
         async with self._writing():
             async with self._engine.begin() as conn:
                 self._pending[id(conn)] = recorded
@@ -509,14 +511,13 @@ class SqlChangeStore:
                     yield conn
                 finally:
                     del self._pending[id(conn)]
-            for club_id, head, plan in recorded:
-                self._announce(club_id, head, plan)
+            for announcement in recorded:
+                self._announce(announcement)
 
-    def _announce(self, club_id: uuid.UUID, head: int, plan: PushPlan) -> None:
+    def _announce(self, announcement: Announcement) -> None:
         """Tell the relay what a commit added (after the commit: a reader sees it)."""
-        if self.announce is not None and plan.accepted:
-            matches = touched_matches(accepted.match_id for accepted in plan.accepted)
-            self.announce(club_id, head + len(plan.accepted), matches)
+        if self.announce is not None and announcement.seq > announcement.after:
+            self.announce(announcement)
 
     async def record(
         self,
@@ -545,17 +546,42 @@ class SqlChangeStore:
         conflicts = await self._write(conn, club_id, device_id, plan, head, now_ms)
         pending = self._pending.get(id(conn))
         if pending is not None:
-            pending.append((club_id, head, plan))
+            pending.append(_announcement(club_id, head, plan, device_id, conflicts))
         else:
-            # A transaction the store did not open: announced now, before its commit. The
-            # relay then reads nothing new yet and catches up at the club's next announcement.
-            self._announce(club_id, head, plan)
+            # A transaction the store did not open: announced now, before its commit, without
+            # its entries. The relay reads the log and finds them, at the latest at the
+            # club's next announcement.
+            self._announce(_announcement(club_id, head, plan, device_id, [], entries=False))
         return RecordedChanges(_planned_log(plan, head, device_id), conflicts, plan.states)
 
     async def _club_vector(self, conn: AsyncConnection, club_id: uuid.UUID) -> dict[str, int]:
         d = tables.devices
         rows = await conn.execute(select(d.c.id, d.c.last_seq).where(d.c.club_id == club_id))
         return {row.id: int(row.last_seq) for row in rows}
+
+
+def _announcement(
+    club_id: uuid.UUID,
+    head: int,
+    plan: PushPlan,
+    device_id: str,
+    conflicts: list[ConflictRecord],
+    *,
+    entries: bool = True,
+) -> Announcement:
+    logged = _planned_log(plan, head, device_id) if entries else None
+    return Announcement(
+        club_id=club_id,
+        after=head,
+        seq=head + len(plan.accepted),
+        matches=touched_matches(accepted.match_id for accepted in plan.accepted),
+        entries=(
+            None
+            if logged is None
+            else [(a.match_id, change) for a, change in zip(plan.accepted, logged, strict=True)]
+        ),
+        conflicts=conflicts,
+    )
 
 
 def _planned_log(plan: PushPlan, head: int, device_id: str = SERVER_DEVICE) -> list[LoggedChange]:

@@ -31,7 +31,7 @@ from tests.live_fixtures import (
     serve_in_thread,
     stalled_socket,
 )
-from tests.sync_fixtures import goal
+from tests.sync_fixtures import FakeClock, ScriptedDevice, goal
 
 pytestmark = pytest.mark.anyio
 
@@ -421,3 +421,36 @@ async def test_a_shutdown_closes_sockets_with_1012_so_clients_reconnect(
     with pytest.raises(ConnectionClosed):
         await receive(ws, within=5.0)
     assert ws.close_code == 1012
+
+
+async def test_concurrent_pushes_reach_a_socket_once_each_in_log_order(live: LiveMatch) -> None:
+    """Commits may announce out of order; the socket still gets every change exactly once."""
+    second = ScriptedDevice("phone-c", FakeClock(live.device.clock.now))
+    other = LiveMatch(
+        live.http, live.served, live.club, second, live.match_id, live.home, live.away
+    )
+    async with connect(live.ws_url(await live.token("phone-b"))) as ws:
+        await receive(ws)
+        sets = [
+            [goal(device, live.match_id, live.home) for _ in range(3)]
+            for device in (live.device, second)
+            for _ in range(8)
+        ]
+        by_device = {live.device.device_id: sets[:8], second.device_id: sets[8:]}
+
+        async def push_all(side: LiveMatch) -> None:
+            for changes in by_device[side.device.device_id]:
+                await side.push(side.device.push(*changes))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(push_all, live)
+            group.start_soon(push_all, other)
+        expected = {str(c.id) for changes in sets for c in changes}
+        seen: list[int] = []
+        ids: list[str] = []
+        while set(ids) != expected:
+            message, _ = await receive_until(ws, "changes")
+            seen.extend(c["server_seq"] for c in message["changes"])
+            ids.extend(c["id"] for c in message["changes"])
+    assert len(ids) == len(expected)
+    assert seen == sorted(seen)

@@ -48,7 +48,7 @@ from sync_server.match_view import load_match_replica, refresh_names
 from sync_server.relay.bus import Bus, BusError
 from sync_server.relay.metrics import RelayMetrics
 from sync_server.relay.outbox import Frame, Outbox
-from sync_server.store import ChangeStore
+from sync_server.store import Announcement, ChangeStore
 
 __all__ = ["Hub", "MatchGone"]
 
@@ -168,13 +168,56 @@ class Hub:
 
     # -- announcing commits ---------------------------------------------------------------------
 
-    def announce(self, club_id: uuid.UUID, seq: int, matches: list[uuid.UUID] | None) -> None:
+    def announce(self, commit: Announcement) -> None:
         """The store's commit hook: relay here at once, and tell the other instances."""
-        notice = Committed(club=club_id, seq=seq, matches=matches, at_ms=_now_ms())
-        self._committed(notice)
-        if matches is not None and len(matches) > 100:
+        at = time.time()
+        notice = Committed(
+            club=commit.club_id, seq=commit.seq, matches=commit.matches, at_ms=int(at * 1000)
+        )
+        for channel in self._channels.get(commit.club_id, {}).values():
+            if commit.matches is not None and channel.match_id not in commit.matches:
+                continue
+            # This instance holds the commit's entries: relay them without reading the log,
+            # when the channel is exactly up to the commit and nothing else is relaying it.
+            if not (commit.entries is not None and self._relay_now(channel, commit, at)):
+                self._committed_to(channel, notice)
+        if commit.matches is not None and len(commit.matches) > 100:
             notice = msgspec.structs.replace(notice, matches=None)  # keep the notice small
         self._publish(notice)
+
+    def _relay_now(self, channel: Channel, commit: Announcement, at: float) -> bool:
+        """Relay a local commit's entries straight from memory; False when the channel must
+        read the log instead (behind, busy, or its view needs names from the database)."""
+        if channel.seq != commit.after or channel.lock.locked() or channel.target > channel.seq:
+            return False
+        if commit.matches is None:
+            return False  # club-wide changes: names may have changed
+        replica = channel.replica
+        if channel.viewers and (replica is None or channel.names_stale):
+            return False
+        assert commit.entries is not None
+        changes = [c for match, c in commit.entries if match == channel.match_id]
+        conflicts = [c for c in commit.conflicts if c.match_id == channel.match_id]
+        if replica is not None:
+            for change in changes:
+                replica.apply(change)
+            if channel.viewers and any(replica.missing()):
+                # A new player or team to name: read it, and relay from the log (the replica
+                # already holds these changes; merging them again is harmless).
+                channel.names_stale = True
+                return False
+        view = None
+        if channel.viewers and replica is not None:
+            view = replica.view(_now_ms())
+            if view is None:
+                return False  # the match is gone: the log read closes its viewers
+        if channel.coaches and (changes or conflicts):
+            message = Changes(seq=commit.seq, changes=changes, conflicts=conflicts)
+            self._deliver_changes(channel, message, commit.after, at)
+        if view is not None:
+            self._deliver_view(channel, view, commit.seq, at)
+        channel.seq = channel.target = commit.seq
+        return True
 
     def _publish(self, message: BusMessage) -> None:
         try:
@@ -226,15 +269,17 @@ class Hub:
             return
         matches = None if notice.matches is None else set(notice.matches)
         for channel in channels.values():
-            if matches is not None and channel.match_id not in matches:
-                continue
-            if matches is None:
-                channel.names_stale = True
-            if notice.seq > channel.target:
-                channel.target = notice.seq
-                if channel.merged_at is None and notice.at_ms:
-                    channel.merged_at = notice.at_ms / 1000
-                self._kick(channel)
+            if matches is None or channel.match_id in matches:
+                self._committed_to(channel, notice)
+
+    def _committed_to(self, channel: Channel, notice: Committed) -> None:
+        if notice.matches is None:
+            channel.names_stale = True
+        if notice.seq > channel.target:
+            channel.target = notice.seq
+            if channel.merged_at is None and notice.at_ms:
+                channel.merged_at = notice.at_ms / 1000
+            self._kick(channel)
 
     # -- relaying a channel ---------------------------------------------------------------------
 
@@ -305,9 +350,13 @@ class Hub:
         if view is None:
             for outbox in list(channel.viewers):
                 outbox.close(4404, "match not found", _error(seq, 404, "match-gone"))
-            channel.viewers.clear()
             channel.replica = channel.view = None
             return
+        self._deliver_view(channel, view, seq, merged_at)
+
+    def _deliver_view(
+        self, channel: Channel, view: MatchView, seq: int, merged_at: float | None
+    ) -> None:
         if channel.view is not None:
             frames = [
                 Frame(delta, merged_at=merged_at)
