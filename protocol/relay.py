@@ -8,7 +8,7 @@ each other on the bus, and how one viewer view differs from the next. The server
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -31,7 +31,7 @@ __all__ = [
     "ClientMessage",
     "EditingRecord",
     "PresentDevice",
-    "viewer_deltas",
+    "viewer_delta",
 ]
 
 # -- between instances: the bus --------------------------------------------------------------
@@ -91,23 +91,19 @@ class Snapshot(msgspec.Struct, frozen=True, tag="snapshot", tag_field="type"):
     view: MatchView
 
 
-class MatchChanged(msgspec.Struct, frozen=True, tag="match", tag_field="type"):
+class Delta(msgspec.Struct, frozen=True, tag="delta", tag_field="type", omit_defaults=True):
+    """What one merge changed in the viewer's view, as one message: the match header when
+    the scoreboard, status, period or clock changed, the events added or changed (oldest
+    first), and the events archived."""
+
     seq: int
-    match: ViewerMatch
     server_time_ms: int
+    match: ViewerMatch | None = None
+    events: list[ViewerEvent] = []
+    removed: list[uuid.UUID] = []
 
 
-class EventChanged(msgspec.Struct, frozen=True, tag="event", tag_field="type"):
-    seq: int
-    event: ViewerEvent
-
-
-class EventRemoved(msgspec.Struct, frozen=True, tag="event_removed", tag_field="type"):
-    seq: int
-    id: uuid.UUID
-
-
-ViewerMessage = Snapshot | MatchChanged | EventChanged | EventRemoved
+ViewerMessage = Snapshot | Delta
 
 
 class Catchup(msgspec.Struct, frozen=True, tag="catchup", tag_field="type"):
@@ -198,24 +194,27 @@ ANCHOR_TOLERANCE_MS = 1_000
 """A running clock's start may drift by rounding; only a larger jump is a change."""
 
 
-def viewer_deltas(
-    before: MatchView, after: MatchView, seq: int
-) -> Iterator[MatchChanged | EventChanged | EventRemoved]:
-    """What a viewer holding ``before`` needs to hold ``after``: the match header when the
-    scoreboard, status, period or clock changed, then every added or changed event, then
-    every event no longer there (archived). A running clock ticking on is not a change:
-    pages tick it locally."""
-    if _header_changed(before, after):
-        yield MatchChanged(seq=seq, match=after.match, server_time_ms=after.server_time_ms)
+def viewer_delta(before: MatchView, after: MatchView, seq: int) -> Delta | None:
+    """What a viewer holding ``before`` needs to hold ``after``, or None when nothing it
+    shows changed. A running clock ticking on is not a change: pages tick it locally."""
     old = {event.id: event for event in before.recent_events}
     new_ids = set()
+    changed = []
     for event in reversed(after.recent_events):  # oldest first, as they happened
         new_ids.add(event.id)
         if old.get(event.id) != event:
-            yield EventChanged(seq=seq, event=event)
-    for event_id in old:
-        if event_id not in new_ids:
-            yield EventRemoved(seq=seq, id=event_id)
+            changed.append(event)
+    removed = [event_id for event_id in old if event_id not in new_ids]
+    header = after.match if _header_changed(before, after) else None
+    if header is None and not changed and not removed:
+        return None
+    return Delta(
+        seq=seq,
+        server_time_ms=after.server_time_ms,
+        match=header,
+        events=changed,
+        removed=removed,
+    )
 
 
 def _header_changed(before: MatchView, after: MatchView) -> bool:

@@ -151,8 +151,8 @@ async def test_a_viewer_on_one_instance_sees_an_event_logged_through_the_other(
         change = goal(on_b.device, on_b.match_id, on_b.home)
         started = time.monotonic()
         await on_b.push(on_b.device.push(change))
-        event, _ = await receive_until(ws, "event", within=1.0)
-        assert event["event"]["id"] == str(change.id)
+        delta, _ = await receive_until(ws, "delta", within=1.0)
+        assert [e["id"] for e in delta["events"]] == [str(change.id)]
         assert time.monotonic() - started < 1.0
 
 

@@ -96,15 +96,16 @@ async def test_a_viewer_gets_a_snapshot_then_deltas_without_private_fields(
         assert snapshot["view"]["match"]["score"] == {"home": 0, "away": 0}
         change = goal(live.device, live.match_id, live.home, notes="private note")
         await live.push(live.device.push(change))
-        header, _ = await receive_until(ws, "match")
-        assert header["match"]["score"] == {"home": 1, "away": 0}
-        event, _ = await receive_until(ws, "event")
-        assert event["event"]["id"] == str(change.id)
-        assert "notes" not in json.dumps(event)
+        delta, _ = await receive_until(ws, "delta")
+        assert delta["match"]["score"] == {"home": 1, "away": 0}
+        assert [e["id"] for e in delta["events"]] == [str(change.id)]
+        assert "removed" not in delta
+        assert "private" not in json.dumps(delta)
         archive = live.device.change("events", change.id, {}, op="delete")
         await live.push(live.device.push(archive))
-        removed, _ = await receive_until(ws, "event_removed")
-        assert removed["id"] == str(change.id)
+        removed, _ = await receive_until(ws, "delta")
+        assert removed["removed"] == [str(change.id)]
+        assert removed["match"]["score"] == {"home": 0, "away": 0}
 
 
 async def test_a_viewer_cannot_push(live: LiveMatch) -> None:
@@ -231,7 +232,7 @@ async def test_the_viewer_stream_as_server_sent_events(live: LiveMatch) -> None:
         first = await _next(events)
         assert first["event"] == "snapshot" and int(first["id"]) >= 1
         await live.push(live.device.push(goal(live.device, live.match_id, live.home)))
-        while (event := await _next(events))["event"] != "match":
+        while (event := await _next(events))["event"] != "delta":
             pass
         assert json.loads(event["data"])["match"]["score"] == {"home": 1, "away": 0}
         await live.http.delete(
@@ -268,7 +269,7 @@ async def test_metrics_count_connections_and_messages(live: LiveMatch) -> None:
     async with connect(live.ws_url(share)) as ws:
         await receive(ws)
         await live.push(live.device.push(goal(live.device, live.match_id, live.home)))
-        await receive_until(ws, "event")
+        await receive_until(ws, "delta")
         text = (await live.http.get("/metrics")).text
     assert 'touchline_relay_connections{kind="viewer",transport="ws"} 1.0' in text
     assert 'touchline_relay_messages_sent_total{kind="viewer"}' in text
@@ -373,7 +374,7 @@ async def test_a_viewer_applying_every_message_holds_what_watch_answers(live: Li
         while True:
             message = await receive(ws)
             _apply(held, message)
-            if message["seq"] >= final_seq and message["type"] == "event":
+            if message["seq"] >= final_seq and message["type"] == "delta":
                 break
     expected = (await live.http.get(f"/api/watch/{share}")).json()
     assert _comparable(held) == _comparable(expected)
@@ -381,13 +382,13 @@ async def test_a_viewer_applying_every_message_holds_what_watch_answers(live: Li
 
 
 def _apply(view: dict[str, Any], message: dict[str, Any]) -> None:
-    if message["type"] == "match":
-        view["match"] = message["match"]
-    elif message["type"] == "event":
-        events = [e for e in view["recent_events"] if e["id"] != message["event"]["id"]]
-        view["recent_events"] = [*events, message["event"]]
-    elif message["type"] == "event_removed":
-        view["recent_events"] = [e for e in view["recent_events"] if e["id"] != message["id"]]
+    if message["type"] != "delta":
+        return
+    view["match"] = message.get("match", view["match"])
+    changed = {e["id"]: e for e in message.get("events", [])}
+    gone = set(message.get("removed", [])) | set(changed)
+    view["recent_events"] = [e for e in view["recent_events"] if e["id"] not in gone]
+    view["recent_events"].extend(changed.values())
 
 
 def _comparable(view: dict[str, Any]) -> tuple[Any, ...]:

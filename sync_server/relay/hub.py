@@ -358,11 +358,9 @@ class Hub:
         self, channel: Channel, view: MatchView, seq: int, merged_at: float | None
     ) -> None:
         if channel.view is not None:
-            frames = [
-                Frame(delta, merged_at=merged_at)
-                for delta in relay.viewer_deltas(channel.view, view, seq)
-            ]
-            self._deliver(channel.viewers, frames, "viewer")
+            delta = relay.viewer_delta(channel.view, view, seq)
+            if delta is not None:
+                self._deliver(channel.viewers, [Frame(delta, merged_at=merged_at)], "viewer")
         channel.view = view
 
     def _deliver_changes(

@@ -11,13 +11,11 @@ from hypothesis import strategies as st
 
 from protocol.relay import (
     ClientMessage,
-    EventChanged,
-    EventRemoved,
-    MatchChanged,
+    Delta,
     ServerMessage,
     Snapshot,
     view_at,
-    viewer_deltas,
+    viewer_delta,
 )
 from protocol.viewer import MatchView, Scoreboard, ViewerEvent, ViewerMatch
 
@@ -72,17 +70,15 @@ def views(draw: st.DrawFn) -> MatchView:
     return MatchView(match=match, recent_events=chosen, server_time_ms=now)
 
 
-def apply(view: MatchView, deltas: list[MatchChanged | EventChanged | EventRemoved]) -> MatchView:
+def apply(view: MatchView, delta: Delta | None) -> MatchView:
     """What a page does (PROTOCOL.md §17.2)."""
-    match = view.match
+    if delta is None:
+        return view
+    match = delta.match or view.match
     held = {event.id: event for event in view.recent_events}
-    for delta in deltas:
-        if isinstance(delta, MatchChanged):
-            match = delta.match
-        elif isinstance(delta, EventChanged):
-            held[delta.event.id] = delta.event
-        else:
-            held.pop(delta.id, None)
+    held.update({event.id: event for event in delta.events})
+    for event_id in delta.removed:
+        held.pop(event_id, None)
     return MatchView(match=match, recent_events=list(held.values()), server_time_ms=0)
 
 
@@ -92,24 +88,23 @@ def same_events(left: MatchView, right: MatchView) -> bool:
 
 @given(before=views(), after=views())
 def test_applying_the_deltas_gives_the_new_events(before: MatchView, after: MatchView) -> None:
-    deltas = list(viewer_deltas(before, after, seq=7))
-    assert same_events(apply(before, deltas), after)
-    assert all(delta.seq == 7 for delta in deltas)
+    delta = viewer_delta(before, after, seq=7)
+    assert same_events(apply(before, delta), after)
+    assert delta is None or delta.seq == 7
 
 
 @given(before=views(), after=views())
 def test_the_header_is_sent_whenever_what_a_page_shows_differs(
     before: MatchView, after: MatchView
 ) -> None:
-    deltas = list(viewer_deltas(before, after, seq=7))
-    held = apply(before, deltas).match
+    held = apply(before, viewer_delta(before, after, seq=7)).match
     frozen = {"clock_time": "", "period_elapsed_ms": 0}
     assert msgspec.structs.replace(held, **frozen) == msgspec.structs.replace(after.match, **frozen)
 
 
 @given(view=views())
 def test_nothing_changed_sends_nothing(view: MatchView) -> None:
-    assert list(viewer_deltas(view, view, seq=1)) == []
+    assert viewer_delta(view, view, seq=1) is None
 
 
 def test_a_running_clock_ticking_on_is_not_a_change() -> None:
@@ -119,11 +114,12 @@ def test_a_running_clock_ticking_on_is_not_a_change() -> None:
         recent_events=[],
         server_time_ms=NOW + 30_000,
     )
-    assert list(viewer_deltas(before, later, seq=2)) == []
+    assert viewer_delta(before, later, seq=2) is None
     adjusted = msgspec.structs.replace(
         later, match=header(period_elapsed_ms=700_000, clock_time="11:40")
     )
-    assert [type(d) for d in viewer_deltas(before, adjusted, seq=2)] == [MatchChanged]
+    moved = viewer_delta(before, adjusted, seq=2)
+    assert moved is not None and moved.match == adjusted.match and not moved.events
 
 
 def test_a_stopped_clock_that_moves_is_a_change() -> None:
@@ -134,7 +130,8 @@ def test_a_stopped_clock_that_moves_is_a_change() -> None:
         recent_events=[],
         server_time_ms=NOW + 5,
     )
-    assert [type(d) for d in viewer_deltas(before, after, seq=2)] == [MatchChanged]
+    delta = viewer_delta(before, after, seq=2)
+    assert delta is not None and delta.match == after.match
 
 
 def test_view_at_moves_a_running_clock_on_and_trims_events() -> None:
