@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from protocol.merge import RecordState
-from protocol.replica import Replica
+from protocol.merge import RecordState, Write
+from protocol.merge import apply as merge_apply
 from protocol.schema import Scalar, TableName
 from protocol.viewer import (
     RECENT_EVENTS,
@@ -254,7 +254,10 @@ VIEW_TABLES: frozenset[str] = frozenset({"matches", "events", "clock_actions"})
 class MatchReplica:
     """What the relay keeps per watched match to make the viewer's view without a database
     read per change: the match's records as merged states, which the log's changes are
-    merged into, and the club-wide values the view names (players, teams, naming)."""
+    merged into, and the club-wide values the view names (players, teams, naming).
+
+    Built for a change at a time: merging one updates that record's values only, and the
+    names it lacks are found from the changed records, not by scanning them all."""
 
     def __init__(
         self,
@@ -266,30 +269,73 @@ class MatchReplica:
         naming: str,
     ) -> None:
         self.match_id = match_id
-        self._records = Replica()
-        for table, record_id, state in states:
-            self._records.put_state(table, record_id, state)
-        self.players = dict(players)
-        self.teams = dict(teams)
+        self._match: RecordState | None = None
+        self._events: dict[uuid.UUID, RecordState] = {}
+        self._live: dict[uuid.UUID, dict[str, Scalar]] = {}
+        """Values of the events that are not archived."""
+        self._clock: dict[uuid.UUID, RecordState] = {}
+        self.players: dict[str, Mapping[str, Scalar]] = dict(players)
+        self.teams: dict[str, Mapping[str, Scalar]] = dict(teams)
         self.naming = naming
+        self._unnamed: set[uuid.UUID] = set()
+        """Records whose players and teams have not been checked against the names held."""
+        for table, record_id, state in states:
+            self._put(table, record_id, state)
 
     def apply(self, change: LoggedChange) -> None:
         """Merge a logged change of this match (others are ignored)."""
-        if change.table in VIEW_TABLES:
-            self._records.apply(change)
+        if change.table not in VIEW_TABLES:
+            return
+        write = Write(change.device_id, change.seq, change.hlc, change.op, change.fields)
+        self._put(change.table, change.id, merge_apply(self._state(change.table, change.id), write))
+
+    def _state(self, table: str, record_id: uuid.UUID) -> RecordState | None:
+        if table == "events":
+            return self._events.get(record_id)
+        if table == "clock_actions":
+            return self._clock.get(record_id)
+        return self._match if record_id == self.match_id else None
+
+    def _put(self, table: str, record_id: uuid.UUID, state: RecordState) -> None:
+        if table == "events":
+            self._events[record_id] = state
+            if state.is_deleted:
+                self._live.pop(record_id, None)
+            else:
+                self._live[record_id] = state.values()
+                self._unnamed.add(record_id)
+        elif table == "clock_actions":
+            self._clock[record_id] = state
+        elif record_id == self.match_id:
+            self._match = state
+            self._unnamed.add(record_id)
+
+    def forget_names(self) -> None:
+        """Names may have changed (club-wide changes): check every record again."""
+        self.players.clear()
+        self.teams.clear()
+        self._unnamed = {self.match_id, *self._live}
 
     def missing(self) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
         """Players and teams the view names but this replica has no values for."""
-        match = self._match_values() or {}
-        events = self._records.live("events").values()
-        players = {_uuid(e.get("player_id")) for e in events} - {None}
-        teams = {_uuid(match.get("home_team_id")), _uuid(match.get("away_team_id"))}
-        teams |= {_uuid(e.get("team_id")) for e in events}
+        players: set[uuid.UUID | None] = set()
+        teams: set[uuid.UUID | None] = set()
+        for record_id in self._unnamed:
+            if record_id == self.match_id:
+                match = self._match_values() or {}
+                teams |= {_uuid(match.get("home_team_id")), _uuid(match.get("away_team_id"))}
+            elif (event := self._live.get(record_id)) is not None:
+                players.add(_uuid(event.get("player_id")))
+                teams.add(_uuid(event.get("team_id")))
         teams |= {_uuid(p.get("current_team")) for p in self.players.values()}
         return (
             {p for p in players if p is not None and str(p) not in self.players},
             {t for t in teams if t is not None and str(t) not in self.teams},
         )
+
+    def named(self) -> None:
+        """The names ``missing`` asked for are held now."""
+        self._unnamed.clear()
 
     def view(self, now_ms: int) -> MatchView | None:
         """The viewer's view with every event, or None when the match is gone or archived."""
@@ -301,15 +347,15 @@ class MatchReplica:
             match,
             teams=self.teams,
             players=self.players,
-            events=self._records.live("events").items(),
-            clock_actions=[state for _, state in self._records.records("clock_actions")],
+            events=self._live.items(),
+            clock_actions=self._clock.values(),
             now_ms=now_ms,
-            recent=len(self._records),
+            recent=len(self._live),
             default_naming=self.naming,
         )
 
     def _match_values(self) -> dict[str, Scalar] | None:
-        state = self._records.state("matches", self.match_id)
+        state = self._match
         return None if state is None or state.is_deleted else state.values()
 
 

@@ -163,6 +163,7 @@ async def fill_names(
     if teams:
         found = await read_values(conn, tables.teams, club_id, teams)
         replica.teams.update({str(t): found.get(str(t), {}) for t in teams})
+    replica.named()
 
 
 async def refresh_names(
@@ -171,8 +172,7 @@ async def refresh_names(
     """After club-wide changes (``everything``: names may have changed) or new references."""
     async with reading(engine) as conn:
         if everything:
-            replica.players.clear()
-            replica.teams.clear()
+            replica.forget_names()
             replica.naming = await viewer_naming(conn, club_id)
         await fill_names(conn, club_id, replica)
 

@@ -204,8 +204,8 @@ class Hub:
             if channel.viewers and any(replica.missing()):
                 # A new player or team to name: read it, and relay from the log (the replica
                 # already holds these changes; merging them again is harmless).
-                channel.names_stale = True
                 return False
+            replica.named()
         view = None
         if channel.viewers and replica is not None:
             view = replica.view(_now_ms())
@@ -345,6 +345,8 @@ class Hub:
             await refresh_names(
                 self._engine, channel.club_id, replica, everything=channel.names_stale
             )
+        else:
+            replica.named()
         channel.names_stale = False
         view = None if replica is None else replica.view(_now_ms())
         if view is None:

@@ -9,15 +9,20 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protocol.hlc import Hlc
 from protocol.relay import (
     ClientMessage,
     Delta,
+    MatchReplica,
     ServerMessage,
     Snapshot,
     view_at,
     viewer_delta,
 )
+from protocol.replica import Replica
+from protocol.schema import Scalar
 from protocol.viewer import MatchView, Scoreboard, ViewerEvent, ViewerMatch
+from protocol.wire import LoggedChange
 
 EVENT_IDS = [uuid.UUID(int=n) for n in range(1, 9)]
 MATCH_ID = uuid.UUID(int=100)
@@ -156,3 +161,106 @@ def test_messages_carry_their_type_and_round_trip() -> None:
     assert msgspec.json.decode(raw, type=ServerMessage) == snapshot
     ping = msgspec.json.decode(b'{"type":"ping"}', type=ClientMessage)
     assert type(ping).__name__ == "Ping"
+
+
+PLAYERS = [uuid.UUID(int=200 + n) for n in range(3)]
+TEAMS = [uuid.UUID(int=300 + n) for n in range(2)]
+
+event_writes = st.lists(
+    st.tuples(
+        st.sampled_from(EVENT_IDS[:4]),
+        st.sampled_from(["upsert", "delete", "restore"]),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "kind": st.sampled_from(["goal", "shot"]),
+                "player_id": st.sampled_from([str(p) for p in PLAYERS]),
+                "team_id": st.sampled_from([str(t) for t in TEAMS]),
+                "clock_ms": st.integers(0, 3_000_000),
+                "period_number": st.integers(1, 2),
+            },
+        ),
+        st.sampled_from(["phone-a", "phone-b"]),
+    ),
+    max_size=25,
+)
+
+
+def _logged(writes: list[tuple[uuid.UUID, str, dict[str, object], str]]) -> list[LoggedChange]:
+    match_fields: dict[str, Scalar] = {
+        "home_team_id": str(TEAMS[0]),
+        "away_team_id": str(TEAMS[1]),
+    }
+    changes = [
+        LoggedChange(
+            server_seq=1,
+            device_id="phone-a",
+            seq=1,
+            hlc=Hlc(NOW).encode(),
+            table="matches",
+            id=MATCH_ID,
+            op="upsert",
+            fields=match_fields,
+        )
+    ]
+    for n, (event_id, op, fields, device) in enumerate(writes, start=2):
+        body = {"match_id": str(MATCH_ID), **fields} if op == "upsert" else {}
+        changes.append(
+            LoggedChange(
+                server_seq=n,
+                device_id=device,
+                seq=n,
+                hlc=Hlc(NOW + n // 2, n % 2).encode(),
+                table="events",
+                id=event_id,
+                op=op,  # type: ignore[arg-type]
+                fields=body,  # type: ignore[arg-type]
+            )
+        )
+    return changes
+
+
+NAMES = {str(p): {"full_name": f"Player {n} Surname"} for n, p in enumerate(PLAYERS)}
+TEAM_NAMES = {str(t): {"name": f"Team {n}"} for n, t in enumerate(TEAMS)}
+
+
+@given(writes=event_writes, split=st.integers(0, 30))
+def test_a_replica_fed_change_by_change_shows_what_one_built_from_the_result_shows(
+    writes: list[tuple[uuid.UUID, str, dict[str, object], str]], split: int
+) -> None:
+    """The relay's replica starts from stored states and merges what comes after; wherever
+    it starts, it shows the same view as the final states do."""
+    changes = _logged(writes)
+    start, rest = changes[:split], changes[split:]
+    stored = Replica()
+    for change in start:
+        stored.apply(change)
+    states = [
+        (table, record_id, state)
+        for table in ("matches", "events")
+        for record_id, state in stored.records(table)
+    ]
+    live = MatchReplica(MATCH_ID, states, players={}, teams={}, naming="first_name_initial")
+    for change in rest:
+        live.apply(change)
+    final = Replica()
+    for change in changes:
+        final.apply(change)
+    rebuilt = MatchReplica(
+        MATCH_ID,
+        [(t, r, s) for t in ("matches", "events") for r, s in final.records(t)],
+        players={},
+        teams={},
+        naming="first_name_initial",
+    )
+    assert live.missing() == rebuilt.missing()
+    for replica in (live, rebuilt):
+        players, teams = replica.missing()
+        replica.players.update({str(p): NAMES[str(p)] for p in players})
+        replica.teams.update({str(t): TEAM_NAMES[str(t)] for t in teams})
+        replica.named()
+        assert replica.missing() == (set(), set())
+    assert live.view(NOW) == rebuilt.view(NOW)
+    shown = live.view(NOW)
+    assert shown is not None
+    assert all("Surname" not in (e.player or "") for e in shown.recent_events)
