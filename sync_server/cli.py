@@ -13,6 +13,7 @@ import uvicorn
 
 from sync_server.app import configure_logging, create_app
 from sync_server.migrate import head_revision, upgrade_to_head
+from sync_server.relay.fast_socket import UVICORN_WS
 from sync_server.settings import Settings, SettingsError
 
 __all__ = ["main"]
@@ -59,11 +60,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         # The app logs every request itself (sync_server.access) without query strings;
         # uvicorn's access log would print WebSocket tokens from the query.
         access_log=False,
-        # Live sockets (PROTOCOL.md §17): flow control that tells a stalled reader apart,
-        # no per-message compression (it would compress every message once per socket
+        # Live sockets (PROTOCOL.md §17): uvicorn's sans-I/O protocol with a direct send for
+        # the relay's fan-out, flow control that tells a stalled reader apart, no per-message
+        # compression (it would compress every message once per socket
         # instead of once per fan-out), frames no larger than a request body, and pings
         # that close a peer gone silent within 40 s.
-        ws="websockets-sansio",
+        ws=UVICORN_WS,
         ws_per_message_deflate=False,
         ws_max_size=settings.max_body_bytes,
         ws_ping_interval=20.0,

@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from protocol.wire import PushRequest
 from sync_server.app import create_app
+from sync_server.relay.fast_socket import UVICORN_WS
 from sync_server.settings import Settings
 from tests.auth_fixtures import Club, sign_up
 from tests.sync_fixtures import FakeClock, ScriptedDevice, new_match_changes
@@ -49,15 +50,16 @@ class Served:
 
 
 @contextmanager
-def serve_in_thread(settings: Settings) -> Iterator[Served]:
-    """The app under uvicorn in a thread, with its own engine, until the block ends."""
+def serve_in_thread(settings: Settings, *, ws: str = UVICORN_WS) -> Iterator[Served]:
+    """The app under uvicorn in a thread, with its own engine, until the block ends.
+    ``ws`` is uvicorn's WebSocket protocol: the server's own, or a plain one."""
     port = free_port()
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws="websockets-sansio",
+        ws=ws,
         ws_per_message_deflate=False,
     )
     server = uvicorn.Server(config)

@@ -455,3 +455,27 @@ async def test_concurrent_pushes_reach_a_socket_once_each_in_log_order(live: Liv
             ids.extend(c["id"] for c in message["changes"])
     assert len(ids) == len(expected)
     assert seen == sorted(seen)
+
+
+async def test_on_a_plain_asgi_server_every_message_goes_through_the_writer(
+    settings: Settings, clean_engine: AsyncEngine
+) -> None:
+    """Servers without the direct send (anything but ours) get the same stream."""
+    with serve_in_thread(settings, ws="websockets-sansio") as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            live = await live_match(http, served)
+            share, _ = await live.share_token()
+            async with (
+                connect(live.ws_url(share)) as viewer,
+                connect(live.ws_url(await live.token("phone-b"))) as coach,
+            ):
+                await receive(viewer)
+                await receive(coach)
+                change = goal(live.device, live.match_id, live.home)
+                await live.push(live.device.push(change))
+                delta, _ = await receive_until(viewer, "delta")
+                changes, _ = await receive_until(coach, "changes")
+                assert [e["id"] for e in delta["events"]] == [str(change.id)]
+                assert [c["id"] for c in changes["changes"]] == [str(change.id)]
+                metrics = (await http.get("/metrics")).text
+    assert 'touchline_relay_messages_sent_total{kind="viewer"} 2.0' in metrics

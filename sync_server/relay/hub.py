@@ -47,7 +47,7 @@ from sync_server.db import reading
 from sync_server.match_view import load_match_replica, refresh_names
 from sync_server.relay.bus import Bus, BusError
 from sync_server.relay.metrics import RelayMetrics
-from sync_server.relay.outbox import Frame, Outbox
+from sync_server.relay.outbox import REFUSED, SENT, Frame, Outbox
 from sync_server.store import Announcement, ChangeStore
 
 __all__ = ["Hub", "MatchGone"]
@@ -383,12 +383,23 @@ class Hub:
 
     def _deliver(self, outboxes: Iterable[Outbox], frames: list[Frame], kind: str) -> None:
         dropped = []
+        sent = 0
         for outbox in outboxes:
             for frame in frames:
-                if not outbox.offer(frame):
+                done = outbox.offer(frame)
+                if done == SENT:
+                    sent += 1
+                elif done == REFUSED:
                     if outbox.dropped:
                         dropped.append(outbox)
                     break
+        if sent:
+            # Frames written at once are counted here, once per fan-out; the latency is the
+            # last connection's, the fan-out's slowest.
+            self.metrics.messages_sent.labels(kind).inc(sent)
+            merged = [frame.merged_at for frame in frames if frame.merged_at is not None]
+            if merged:
+                self.metrics.merge_to_send.observe(time.time() - min(merged))
         for outbox in dropped:
             self.metrics.queue_drops.labels(kind).inc()
             log.info("relay: dropped a slow %s connection on match %s", kind, outbox.match_id)

@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,23 +26,35 @@ _encode = msgspec.json.encode
 
 
 class Frame:
-    """A message encoded once: its JSON text, type and sequence, when its change merged, and
-    (built on first use) its Server-Sent Events form."""
+    """A message encoded once: its JSON bytes, type and sequence, when its change merged, and
+    (built on first use) its text and Server-Sent Events forms."""
 
-    __slots__ = ("_sse", "merged_at", "seq", "text", "type")
+    __slots__ = ("_sse", "_text", "data", "merged_at", "seq", "type")
 
     def __init__(self, message: ServerMessage, *, merged_at: float | None = None) -> None:
-        self.text = _encode(message).decode()
+        self.data = _encode(message)
         self.type: str = type(message).__struct_config__.tag  # type: ignore[assignment]
         self.seq = message.seq
         self.merged_at = merged_at
+        self._text: str | None = None
         self._sse: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self.data.decode()
+        return self._text
 
     @property
     def sse(self) -> bytes:
         if self._sse is None:
-            self._sse = f"id: {self.seq}\nevent: {self.type}\ndata: {self.text}\n\n".encode()
+            head = f"id: {self.seq}\nevent: {self.type}\ndata: ".encode()
+            self._sse = head + self.data + b"\n\n"
         return self._sse
+
+
+REFUSED, QUEUED, SENT = 0, 1, 2
+"""What ``Outbox.offer`` did with a frame."""
 
 
 @dataclass(eq=False, slots=True)
@@ -69,11 +82,25 @@ class Outbox:
     dropped: bool = False
     """True when it ended for falling behind."""
     opened_at: float = field(default_factory=time.monotonic)
+    send_now: Callable[[bytes], bool] | None = None
+    """Writes a frame at once if the transport has room (see ``fast_socket``)."""
+    busy: bool = False
+    """The writer holds frames it has not finished sending."""
 
-    def offer(self, frame: Frame) -> bool:
-        """Queue a frame; False when the connection is closing or has just overflowed."""
+    def offer(self, frame: Frame) -> int:
+        """Send a frame now when nothing is ahead of it and the transport has room, else
+        queue it; REFUSED when the connection is closing or has just overflowed."""
         if self.closing is not None:
-            return False
+            return REFUSED
+        if (
+            self.send_now is not None
+            and not self.frames
+            and not self.busy
+            and self.send_now(frame.data)
+        ):
+            if frame.seq > self.seq:
+                self.seq = frame.seq
+            return SENT
         if len(self.frames) >= self.limit:
             self.frames.clear()
             self.frames.append(
@@ -81,12 +108,12 @@ class Outbox:
             )
             self.dropped = True
             self.close(1013, "too far behind; reconnect")
-            return False
+            return REFUSED
         self.frames.append(frame)
         if frame.seq > self.seq:
             self.seq = frame.seq
         self.wake.set()
-        return True
+        return QUEUED
 
     def close(self, code: int, reason: str, last: Frame | None = None) -> None:
         """End the connection after the frames already queued (and ``last``, if given)."""
@@ -106,4 +133,9 @@ class Outbox:
             await self.wake.wait()
         frames = list(self.frames)
         self.frames.clear()
+        self.busy = True  # until the writer calls ``sent``
         return frames
+
+    def sent(self) -> None:
+        """The writer has sent everything ``next_frames`` gave it."""
+        self.busy = False

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -26,6 +26,7 @@ from protocol.relay import Ack, ClientMessage, Editing, Ping, Pong, Problem, Pus
 from sync_server.auth import Principal, SessionCache, principal_from_token, utc_now
 from sync_server.problems import ProblemError
 from sync_server.ratelimit import MessageRate
+from sync_server.relay.fast_socket import EXTENSION
 from sync_server.relay.hub import Hub, MatchGone
 from sync_server.relay.metrics import CONTENT_TYPE_LATEST
 from sync_server.relay.outbox import Frame, Outbox
@@ -60,6 +61,13 @@ async def _refuse(socket: WebSocket[Any, Any, Any], error: ProblemError, code: i
     await socket.close(code=code, reason=error.title[:120])
 
 
+def _send_now(socket: WebSocket[Any, Any, Any]) -> Callable[[bytes], bool] | None:
+    """The server's direct send, when it offers one (``fast_socket``)."""
+    extensions: dict[str, Any] = socket.scope.get("extensions") or {}
+    found = extensions.get(EXTENSION)
+    return found if callable(found) else None
+
+
 def _since(raw: str | None) -> int:
     if raw is None or raw == "":
         return 0
@@ -83,6 +91,7 @@ async def match_socket(
     """A match live: coaches get every merged change and may push; viewers get the
     viewer-safe view and its deltas."""
     await socket.accept()
+    send_now = _send_now(socket)
     token = socket.query_params.get("token", "")
     principal: Principal | None = None
     try:
@@ -105,6 +114,7 @@ async def match_socket(
                 device_id=principal.device_id,
                 user_id=principal.user_id,
                 session_id=principal.session_id,
+                send_now=send_now,
             )
         else:
             shared = await ShareLinks(engine, settings).resolve(token, utc_now())
@@ -119,6 +129,7 @@ async def match_socket(
                 limit=settings.relay_queue_limit,
                 link_id=shared.link_id,
                 expires_at=shared.expires_at.timestamp(),
+                send_now=send_now,
             )
         if outbox.kind == "coach":
             await hub.join_coach(outbox, since)
@@ -156,6 +167,7 @@ async def _write(socket: WebSocket[Any, Any, Any], outbox: Outbox, hub: Hub) -> 
             return
         for frame in frames:
             await send({"type": "websocket.send", "text": frame.text, "bytes": None})
+        outbox.sent()
         now = time.time()
         for frame in frames:
             if frame.merged_at is not None:
@@ -288,6 +300,7 @@ async def watch_stream(
                 if not frames:
                     return
                 yield b"".join(frame.sse for frame in frames)
+                outbox.sent()
                 sent.inc(len(frames))
         finally:
             hub.leave(outbox)
