@@ -169,8 +169,14 @@ class Hub:
     # -- announcing commits ---------------------------------------------------------------------
 
     def announce(self, commit: Announcement) -> None:
-        """The store's commit hook: relay here at once, and tell the other instances."""
-        at = time.time()
+        """The store's commit hook: relay the commit here and tell the other instances, as
+        soon as the committing request has answered (a fan-out to thousands of viewers
+        should not delay the coach's acknowledgement), in the order announced."""
+        asyncio.get_running_loop().call_soon(self._relay_commit, commit, time.time())
+
+    def _relay_commit(self, commit: Announcement, at: float) -> None:
+        if self._closed:
+            return
         notice = Committed(
             club=commit.club_id, seq=commit.seq, matches=commit.matches, at_ms=int(at * 1000)
         )
