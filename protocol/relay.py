@@ -47,6 +47,9 @@ class Committed(msgspec.Struct, frozen=True, tag="committed", tag_field="k"):
     matches: list[uuid.UUID] | None
     at_ms: int = 0
     """When it committed (epoch ms): the start of the merge-to-send latency."""
+    after: int = -1
+    """The log head before the commit (-1: unknown); channels of other matches that were
+    exactly there move on to ``seq`` without reading the log."""
 
 
 class LinkRevoked(msgspec.Struct, frozen=True, tag="link_revoked", tag_field="k"):

@@ -31,7 +31,7 @@ from tests.live_fixtures import (
     serve_in_thread,
     stalled_socket,
 )
-from tests.sync_fixtures import FakeClock, ScriptedDevice, goal
+from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_changes
 
 pytestmark = pytest.mark.anyio
 
@@ -479,3 +479,26 @@ async def test_on_a_plain_asgi_server_every_message_goes_through_the_writer(
                 assert [c["id"] for c in changes["changes"]] == [str(change.id)]
                 metrics = (await http.get("/metrics")).text
     assert 'touchline_relay_messages_sent_total{kind="viewer"} 2.0' in metrics
+
+
+async def test_commits_on_this_instance_are_relayed_without_reading_the_log(
+    live: LiveMatch,
+) -> None:
+    """Pushes to two matches of one club, in turn: the watched match's channel keeps up with
+    the club's log from memory, so nothing is read back (PROTOCOL.md §17.9)."""
+    other_match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await live.push(live.device.push(*new_match_changes(live.device, other_match, home, away)))
+    share, _ = await live.share_token()
+    async with (
+        connect(live.ws_url(share)) as viewer,
+        connect(live.ws_url(await live.token("phone-b"))) as coach,
+    ):
+        await receive(viewer)
+        await receive(coach)
+        for _ in range(3):
+            await live.push(live.device.push(goal(live.device, other_match, home)))
+            await live.push(live.device.push(goal(live.device, live.match_id, live.home)))
+            await receive_until(viewer, "delta")
+            await receive_until(coach, "changes")
+        metrics = (await live.http.get("/metrics")).text
+    assert "touchline_relay_log_reads_total 0.0" in metrics

@@ -178,10 +178,15 @@ class Hub:
         if self._closed:
             return
         notice = Committed(
-            club=commit.club_id, seq=commit.seq, matches=commit.matches, at_ms=int(at * 1000)
+            club=commit.club_id,
+            seq=commit.seq,
+            matches=commit.matches,
+            at_ms=int(at * 1000),
+            after=commit.after,
         )
         for channel in self._channels.get(commit.club_id, {}).values():
             if commit.matches is not None and channel.match_id not in commit.matches:
+                self._skip(channel, commit.after, commit.seq)
                 continue
             # This instance holds the commit's entries: relay them without reading the log,
             # when the channel is exactly up to the commit and nothing else is relaying it.
@@ -277,6 +282,14 @@ class Hub:
         for channel in channels.values():
             if matches is None or channel.match_id in matches:
                 self._committed_to(channel, notice)
+            elif notice.after >= 0:
+                self._skip(channel, notice.after, notice.seq)
+
+    def _skip(self, channel: Channel, after: int, seq: int) -> None:
+        """A commit that added nothing to this channel's match: a channel exactly up to it
+        moves past it, so that the match's next commit can be relayed from memory."""
+        if channel.seq == after and channel.target <= after and not channel.lock.locked():
+            channel.seq = channel.target = seq
 
     def _committed_to(self, channel: Channel, notice: Committed) -> None:
         if notice.matches is None:
@@ -325,6 +338,7 @@ class Hub:
         merged_at = channel.merged_at
         channel.merged_at = None
         cursor = channel.seq
+        self.metrics.log_reads.inc()
         async for page in _Pages(self._store, channel.club_id, channel.match_id, cursor):
             if page.changes or page.conflicts:
                 if channel.coaches:

@@ -53,6 +53,12 @@ class RelayMetrics:
             "Times the bus reconnected and every channel re-read the change log.",
             registry=self.registry,
         )
+        self.log_reads = Counter(
+            "touchline_relay_log_reads",
+            "Times a match's new changes were read back from the change log (a commit on "
+            "another instance, or one this instance could not relay from memory).",
+            registry=self.registry,
+        )
         self.refresh_errors = Counter(
             "touchline_relay_refresh_errors",
             "Failed reads of the change log while relaying (retried).",
