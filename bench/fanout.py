@@ -74,6 +74,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -777,6 +778,43 @@ async def measure(kind: Kind, sc: Scenario, opts: Options, db: Database) -> dict
         server.stop()
 
 
+_BUCKET = re.compile(r'^touchline_relay_merge_to_send_seconds_bucket\{le="([^"]+)"\} (\S+)$')
+
+
+async def merge_to_send_buckets(server: Server) -> dict[float, float] | None:
+    """Touchline's merge-to-send histogram (cumulative counts by upper bound, seconds): from
+    a change's commit to its frame being written to a viewer's socket, on the server."""
+    if server.kind != "touchline":
+        return None
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"http://{HOST}:{server.port}/metrics")).text
+    found = {}
+    for line in text.splitlines():
+        if matched := _BUCKET.match(line):
+            found[float(matched.group(1))] = float(matched.group(2))
+    return found
+
+
+def merge_to_send(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Upper bounds of the window's merge-to-send p50 and p99 (the histogram's buckets)."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+
+    def bound_of(share: float) -> float | None:
+        for bound, cumulative in counts:
+            if total and cumulative >= share * total:
+                return bound * 1000
+        return None
+
+    return {
+        "merge_to_send_count": total,
+        "merge_to_send_p50_ms": bound_of(0.50),
+        "merge_to_send_p99_ms": bound_of(0.99),
+    }
+
+
 async def load(
     server: Server,
     gen: LoadGenerator,
@@ -841,8 +879,10 @@ async def load(
     with owned(publishing):
         await sleep_until(window_start)
         a = await Sample.take(server, gen, pg)
+        buckets_a = await merge_to_send_buckets(server)
         await sleep_until(window_end)
         b = await Sample.take(server, gen, pg)
+        buckets_b = await merge_to_send_buckets(server)
         report = await publishing
 
     # Wait until every copy has arrived, or arrivals stop.
@@ -863,6 +903,8 @@ async def load(
 
     row |= window_cpu(a, b)
     row |= deliveries(report, collected, window_start, window_end)
+    if buckets_a is not None and buckets_b is not None:
+        row |= merge_to_send(buckets_a, buckets_b)
     row["idle_frames_per_s"] = (
         sum(1 for r in collected for t, _, _ in r.frames if idle_from <= t < idle_to) / sc.idle_s
         if sc.idle_s > 0
@@ -1093,6 +1135,12 @@ def print_row(kind: Kind, row: dict[str, Any]) -> None:
             f" viewer arrival after the answer p50 {fmt(row['after_answer_p50_ms'])}"
             f" p99 {fmt(row['after_answer_p99_ms'])} ms"
         )
+        if row.get("merge_to_send_count"):
+            print(
+                "      merge to send on the server (its histogram, commit to socket write):"
+                f" p50 <= {fmt(row['merge_to_send_p50_ms'])} p99 <="
+                f" {fmt(row['merge_to_send_p99_ms'])} ms"
+            )
     problems = []
     if row["connect_failed"]:
         problems.append(
@@ -1170,6 +1218,12 @@ def summarize(
         f"    p99 under {limit:g} ms: {fmt(p99)} ms (worst run"
         f" {fmt(max(r['p99_ms'] for r in ours))})  {verdict(p99 < limit)}"
     )
+    merged = [r["merge_to_send_p99_ms"] for r in ours if r.get("merge_to_send_p99_ms")]
+    if merged:
+        lines.append(
+            f"      merge to send on the server alone (commit to socket write, histogram bucket):"
+            f" p99 <= {fmt(median(merged))} ms  {verdict(median(merged) < limit)}"
+        )
     taken, due = median([r["published_per_s"] for r in ours]), ours[0]["due_per_s"]
     saturated = taken < 0.95 * due
     if saturated:

@@ -235,6 +235,17 @@ async def test_the_viewer_stream_as_server_sent_events(live: LiveMatch) -> None:
         while (event := await _next(events))["event"] != "delta":
             pass
         assert json.loads(event["data"])["match"]["score"] == {"home": 1, "away": 0}
+        last_id = event["id"]
+    # EventSource reconnects with Last-Event-ID: a fresh snapshot holds what it missed.
+    await live.push(live.device.push(goal(live.device, live.match_id, live.away)))
+    resumed_headers = {"Last-Event-ID": last_id}
+    async with live.http.stream(
+        "GET", f"/api/watch/{share}/stream", headers=resumed_headers
+    ) as stream:
+        events = _sse_events(stream.aiter_lines())
+        first = await _next(events)
+        assert first["event"] == "snapshot" and int(first["id"]) > int(last_id)
+        assert json.loads(first["data"])["view"]["match"]["score"] == {"home": 1, "away": 1}
         await live.http.delete(
             f"/api/matches/{live.match_id}/share/{link_id}",
             headers=await live.club.headers("phone-a"),
@@ -502,3 +513,19 @@ async def test_commits_on_this_instance_are_relayed_without_reading_the_log(
             await receive_until(coach, "changes")
         metrics = (await live.http.get("/metrics")).text
     assert "touchline_relay_log_reads_total 0.0" in metrics
+
+
+async def test_heartbeats_carry_the_sequence_and_the_time(
+    settings: Settings, clean_engine: AsyncEngine
+) -> None:
+    quick = dataclasses.replace(settings, relay_heartbeat_s=1)
+    with serve_in_thread(quick) as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            live = await live_match(http, served)
+            share, _ = await live.share_token()
+            async with connect(live.ws_url(share)) as ws:
+                snapshot = await receive(ws)
+                # Each channel beats on its own phase within the interval, from the first tick.
+                beat, _ = await receive_until(ws, "heartbeat", within=5.0)
+    assert beat["seq"] == snapshot["seq"]
+    assert abs(beat["server_time_ms"] - time.time() * 1000) < 10_000

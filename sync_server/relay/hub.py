@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -54,6 +55,8 @@ __all__ = ["Hub", "MatchGone"]
 
 log = logging.getLogger("sync_server.relay")
 
+BEAT_BATCH = 500
+"""Heartbeats written before the loop lets other work in."""
 RELAY_DEVICE = "relay"
 """The device id the hub's own pulls name (they include every device's changes)."""
 PAGE = 500
@@ -94,6 +97,8 @@ class Channel:
     task: asyncio.Task[None] | None = None
     remote: dict[str, tuple[float, list[PresentDevice]]] = field(default_factory=dict)
     """Other instances' coach devices here: origin -> (when heard, devices)."""
+    beat_at: float | None = None
+    """When its next heartbeat is due (monotonic seconds); set at the first tick."""
 
     @property
     def idle(self) -> bool:
@@ -614,35 +619,40 @@ class Hub:
     # -- time ------------------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
-        """Once a second: end expired links; every heartbeat: heartbeats and presence."""
-        last_beat = time.monotonic()
+        """Once a second: end expired links, and beat the channels whose heartbeat is due.
+        Each channel beats on its own phase, so 5,000 viewers' heartbeats spread over the
+        interval instead of stalling the loop (and every push) at once."""
         while True:
             await asyncio.sleep(1.0)
             now = time.time()
+            due = time.monotonic()
             for channel in self._all_channels():
                 for outbox in channel.viewers:
                     if outbox.expires_at is not None and outbox.expires_at <= now:
                         outbox.close(
                             4410, "share link expired", _error(channel.seq, 410, "link-expired")
                         )
-            if time.monotonic() - last_beat >= self._heartbeat_s:
-                last_beat = time.monotonic()
-                self._beat()
+                if channel.beat_at is None:
+                    channel.beat_at = due + random.uniform(0, self._heartbeat_s)
+                elif channel.beat_at <= due:
+                    channel.beat_at = due + self._heartbeat_s
+                    await self._beat(channel)
 
-    def _beat(self) -> None:
-        now_ms = _now_ms()
+    async def _beat(self, channel: Channel) -> None:
+        frame = Frame(Heartbeat(seq=max(channel.seq, 0), server_time_ms=_now_ms()))
+        self._deliver(list(channel.coaches), [frame], "coach")
+        viewers = list(channel.viewers)
+        for start in range(0, len(viewers), BEAT_BATCH):
+            self._deliver(viewers[start : start + BEAT_BATCH], [frame], "viewer")
+            await asyncio.sleep(0)  # a crowd's heartbeats let pushes in between
         stale_before = time.monotonic() - 3 * self._heartbeat_s
-        for channel in self._all_channels():
-            frame = Frame(Heartbeat(seq=max(channel.seq, 0), server_time_ms=now_ms))
-            self._deliver(list(channel.coaches), [frame], "coach")
-            self._deliver(list(channel.viewers), [frame], "viewer")
-            expired = [o for o, (heard, _) in channel.remote.items() if heard < stale_before]
-            for origin in expired:
-                del channel.remote[origin]
-            if channel.coaches:
-                self._share_presence(channel)
-            elif expired:
-                self._send_presence(channel)
+        expired = [o for o, (heard, _) in channel.remote.items() if heard < stale_before]
+        for origin in expired:
+            del channel.remote[origin]
+        if channel.coaches:
+            self._share_presence(channel)
+        elif expired:
+            self._send_presence(channel)
 
 
 class _Pages:
