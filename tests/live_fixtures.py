@@ -8,14 +8,15 @@ instances start `sync-server serve` processes instead (tests/test_relay_instance
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,8 +24,10 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 import msgspec
+import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from protocol.wire import PushRequest
 from sync_server.app import create_app
@@ -96,6 +99,18 @@ async def receive_until(
             skipped.append(message)
 
 
+async def ended_with(ws: ClientConnection, status: int, close_code: int) -> dict[str, Any]:
+    """The socket's last words: an ``error`` with ``status`` within a second, then the close
+    with ``close_code``. Answers the error's problem."""
+    error, _ = await receive_until(ws, "error", within=1.0)
+    assert error["problem"]["status"] == status, error
+    with pytest.raises(ConnectionClosed):
+        await receive(ws, within=1.0)
+    assert ws.close_code == close_code
+    problem: dict[str, Any] = error["problem"]
+    return problem
+
+
 async def no_message(ws: ClientConnection, within: float = 0.3) -> None:
     """Nothing arrives (other than heartbeats) for ``within`` seconds."""
     try:
@@ -144,6 +159,13 @@ class LiveMatch:
         body = response.json()
         return str(body["token"]), str(body["id"])
 
+    async def revoke(self, link_id: str) -> None:
+        response = await self.http.delete(
+            f"/api/matches/{self.match_id}/share/{link_id}",
+            headers=await self.club.headers(self.device.device_id),
+        )
+        assert response.status_code == 204, response.text
+
     def ws_url(self, token: str, **query: Any) -> str:
         params = "&".join(f"{k}={v}" for k, v in {"token": token, **query}.items())
         return self.served.ws(f"/ws/match/{self.match_id}?{params}")
@@ -184,3 +206,13 @@ def stalled_socket(url: str) -> socket.socket:
     )
     assert raw.recv(12) == b"HTTP/1.1 101"
     return raw
+
+
+@asynccontextmanager
+async def served_match(
+    settings: Settings, *, ws: str = UVICORN_WS, **changes: Any
+) -> AsyncIterator[LiveMatch]:
+    """A club with a live match on an app served with ``settings`` changed by ``changes``."""
+    with serve_in_thread(dataclasses.replace(settings, **changes), ws=ws) as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            yield await live_match(http, served)

@@ -3,7 +3,6 @@ presence, revocation, limits and slow consumers (PROTOCOL.md §17)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -25,10 +24,12 @@ from tests.live_fixtures import (
     STALL_PUSHES,
     LiveMatch,
     Served,
+    ended_with,
     live_match,
     receive,
     receive_until,
     serve_in_thread,
+    served_match,
     stalled_socket,
 )
 from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_changes
@@ -146,16 +147,8 @@ async def test_a_revoked_share_link_closes_its_socket(live: LiveMatch) -> None:
     share, link_id = await live.share_token()
     async with connect(live.ws_url(share)) as ws:
         await receive(ws)
-        response = await live.http.delete(
-            f"/api/matches/{live.match_id}/share/{link_id}",
-            headers=await live.club.headers("phone-a"),
-        )
-        assert response.status_code == 204
-        error, _ = await receive_until(ws, "error", within=1.0)
-        assert error["problem"]["status"] == 410
-        with pytest.raises(ConnectionClosed):
-            await receive(ws, within=1.0)
-        assert ws.close_code == 4410
+        await live.revoke(link_id)
+        assert (await ended_with(ws, 410, 4410))["code"] == "link-revoked"
 
 
 async def test_a_share_token_opens_its_own_match_only(live: LiveMatch) -> None:
@@ -203,11 +196,7 @@ async def test_logging_out_closes_the_devices_socket(live: LiveMatch) -> None:
         await receive(ws)
         response = await live.http.post("/api/auth/logout", headers=headers)
         assert response.status_code in (200, 204), response.text
-        error, _ = await receive_until(ws, "error", within=1.0)
-        assert error["problem"]["status"] == 401
-        with pytest.raises(ConnectionClosed):
-            await receive(ws, within=1.0)
-    assert ws.close_code == 4401
+        await ended_with(ws, 401, 4401)
 
 
 async def test_bad_messages_get_a_problem_and_the_socket_stays(live: LiveMatch) -> None:
@@ -290,28 +279,25 @@ async def test_metrics_count_connections_and_messages(live: LiveMatch) -> None:
 async def test_a_stalled_client_is_dropped_and_the_others_keep_up(
     settings: Settings, clean_engine: AsyncEngine
 ) -> None:
-    small = dataclasses.replace(settings, relay_queue_limit=8)
-    with serve_in_thread(small) as served:
-        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
-            live = await live_match(http, served)
-            stalled = stalled_socket(live.ws_url(await live.token("phone-s")))
-            try:
-                async with connect(live.ws_url(await live.token("phone-b"))) as ws:
-                    await receive(ws)
-                    latencies = []
-                    for _ in range(STALL_PUSHES):
-                        changes = [
-                            goal(live.device, live.match_id, live.home, notes="x" * 8000)
-                            for _ in range(20)
-                        ]
-                        started = time.monotonic()
-                        await live.push(live.device.push(*changes))
-                        message, _ = await receive_until(ws, "changes")
-                        latencies.append(time.monotonic() - started)
-                        assert [c["id"] for c in message["changes"]] == [str(c.id) for c in changes]
-                    metrics = (await http.get("/metrics")).text
-            finally:
-                stalled.close()
+    async with served_match(settings, relay_queue_limit=8) as live:
+        stalled = stalled_socket(live.ws_url(await live.token("phone-s")))
+        try:
+            async with connect(live.ws_url(await live.token("phone-b"))) as ws:
+                await receive(ws)
+                latencies = []
+                for _ in range(STALL_PUSHES):
+                    changes = [
+                        goal(live.device, live.match_id, live.home, notes="x" * 8000)
+                        for _ in range(20)
+                    ]
+                    started = time.monotonic()
+                    await live.push(live.device.push(*changes))
+                    message, _ = await receive_until(ws, "changes")
+                    latencies.append(time.monotonic() - started)
+                    assert [c["id"] for c in message["changes"]] == [str(c.id) for c in changes]
+                metrics = (await live.http.get("/metrics")).text
+        finally:
+            stalled.close()
     assert 'touchline_relay_queue_drops_total{kind="coach"} 1.0' in metrics
     # The healthy device's pushes and deliveries never waited on the stalled one.
     assert max(latencies) < 1.0, latencies
@@ -320,20 +306,17 @@ async def test_a_stalled_client_is_dropped_and_the_others_keep_up(
 async def test_message_floods_are_refused_then_closed(
     settings: Settings, clean_engine: AsyncEngine
 ) -> None:
-    slow = dataclasses.replace(settings, ws_messages_per_second=2)
-    with serve_in_thread(slow) as served:
-        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
-            live = await live_match(http, served)
-            async with connect(live.ws_url(await live.token("phone-a"))) as ws:
-                await receive(ws)
-                for _ in range(40):
-                    await ws.send('{"type": "ping"}')
-                error, _ = await receive_until(ws, "error")
-                assert error["problem"]["status"] == 429
-                with pytest.raises(ConnectionClosed):
-                    while True:
-                        await receive(ws)
-            assert ws.close_code == 1008
+    async with served_match(settings, ws_messages_per_second=2) as live:
+        async with connect(live.ws_url(await live.token("phone-a"))) as ws:
+            await receive(ws)
+            for _ in range(40):
+                await ws.send('{"type": "ping"}')
+            error, _ = await receive_until(ws, "error")
+            assert error["problem"]["status"] == 429
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await receive(ws)
+        assert ws.close_code == 1008
 
 
 async def test_another_clubs_match_is_not_found_on_the_socket(live: LiveMatch) -> None:
@@ -472,23 +455,21 @@ async def test_on_a_plain_asgi_server_every_message_goes_through_the_writer(
     settings: Settings, clean_engine: AsyncEngine
 ) -> None:
     """Servers without the direct send (anything but ours) get the same stream."""
-    with serve_in_thread(settings, ws="websockets-sansio") as served:
-        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
-            live = await live_match(http, served)
-            share, _ = await live.share_token()
-            async with (
-                connect(live.ws_url(share)) as viewer,
-                connect(live.ws_url(await live.token("phone-b"))) as coach,
-            ):
-                await receive(viewer)
-                await receive(coach)
-                change = goal(live.device, live.match_id, live.home)
-                await live.push(live.device.push(change))
-                delta, _ = await receive_until(viewer, "delta")
-                changes, _ = await receive_until(coach, "changes")
-                assert [e["id"] for e in delta["events"]] == [str(change.id)]
-                assert [c["id"] for c in changes["changes"]] == [str(change.id)]
-                metrics = (await http.get("/metrics")).text
+    async with served_match(settings, ws="websockets-sansio") as live:
+        share, _ = await live.share_token()
+        async with (
+            connect(live.ws_url(share)) as viewer,
+            connect(live.ws_url(await live.token("phone-b"))) as coach,
+        ):
+            await receive(viewer)
+            await receive(coach)
+            change = goal(live.device, live.match_id, live.home)
+            await live.push(live.device.push(change))
+            delta, _ = await receive_until(viewer, "delta")
+            changes, _ = await receive_until(coach, "changes")
+            assert [e["id"] for e in delta["events"]] == [str(change.id)]
+            assert [c["id"] for c in changes["changes"]] == [str(change.id)]
+            metrics = (await live.http.get("/metrics")).text
     assert 'touchline_relay_messages_sent_total{kind="viewer"} 2.0' in metrics
 
 
@@ -518,14 +499,11 @@ async def test_commits_on_this_instance_are_relayed_without_reading_the_log(
 async def test_heartbeats_carry_the_sequence_and_the_time(
     settings: Settings, clean_engine: AsyncEngine
 ) -> None:
-    quick = dataclasses.replace(settings, relay_heartbeat_s=1)
-    with serve_in_thread(quick) as served:
-        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
-            live = await live_match(http, served)
-            share, _ = await live.share_token()
-            async with connect(live.ws_url(share)) as ws:
-                snapshot = await receive(ws)
-                # Each channel beats on its own phase within the interval, from the first tick.
-                beat, _ = await receive_until(ws, "heartbeat", within=5.0)
+    async with served_match(settings, relay_heartbeat_s=1) as live:
+        share, _ = await live.share_token()
+        async with connect(live.ws_url(share)) as ws:
+            snapshot = await receive(ws)
+            # Each channel beats on its own phase within the interval, from the first tick.
+            beat, _ = await receive_until(ws, "heartbeat", within=5.0)
     assert beat["seq"] == snapshot["seq"]
     assert abs(beat["server_time_ms"] - time.time() * 1000) < 10_000

@@ -12,6 +12,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -145,7 +146,7 @@ async def match_socket(
         return
     writer = asyncio.create_task(_write(socket, outbox, hub))
     try:
-        await _read(socket, outbox, hub, settings, store, principal)
+        await _Connection(socket, outbox, hub, settings, store, principal).read()
     finally:
         hub.leave(outbox)
         outbox.close(1000, "bye")
@@ -175,91 +176,96 @@ async def _write(socket: WebSocket[Any, Any, Any], outbox: Outbox, hub: Hub) -> 
         sent.inc(len(frames))
 
 
-async def _read(
-    socket: WebSocket[Any, Any, Any],
-    outbox: Outbox,
-    hub: Hub,
-    settings: Settings,
-    store: ChangeStore,
-    principal: Principal | None,
-) -> None:
-    per_second = settings.ws_messages_per_second
-    rate = MessageRate(per_second, burst=2 * per_second)
-    violations = 0
-    while True:
-        message = await socket.receive()
-        if message["type"] == "websocket.disconnect":
+@dataclass(frozen=True, slots=True)
+class _Connection:
+    """One open match socket: what reading and answering its messages needs."""
+
+    socket: WebSocket[Any, Any, Any]
+    outbox: Outbox
+    hub: Hub
+    settings: Settings
+    store: ChangeStore
+    principal: Principal | None
+
+    async def read(self) -> None:
+        """Answer the client's messages until it goes (PROTOCOL.md §17.5)."""
+        outbox = self.outbox
+        per_second = self.settings.ws_messages_per_second
+        rate = MessageRate(per_second, burst=2 * per_second)
+        violations = 0
+        while True:
+            message = await self.socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if outbox.closing is not None:
+                continue  # closing: read until the peer's close arrives
+            if not rate.allow(time.monotonic()):
+                violations += 1
+                refusal = ProblemError(
+                    429,
+                    "rate-limited",
+                    "Too many messages",
+                    f"at most {per_second} messages per second on one connection",
+                )
+                if violations > MAX_RATE_VIOLATIONS:
+                    outbox.close(1008, "message rate exceeded", _error(outbox.seq, refusal))
+                else:
+                    outbox.offer(_error(outbox.seq, refusal))
+                continue
+            text, data = message.get("text"), message.get("bytes")
+            raw = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
+            if len(raw) > self.settings.max_body_bytes:
+                limit = self.settings.max_body_bytes
+                outbox.offer(
+                    _error(
+                        outbox.seq,
+                        ProblemError(
+                            413,
+                            "message-too-large",
+                            "Message too large",
+                            f"at most {limit} bytes per message",
+                        ),
+                    )
+                )
+                continue
+            try:
+                decoded = _decode_client.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as bad:
+                outbox.offer(
+                    _error(
+                        outbox.seq,
+                        ProblemError(422, "invalid-message", "Invalid message", str(bad)),
+                    )
+                )
+                continue
+            await self.handle(decoded)
+
+    async def handle(self, message: ClientMessage) -> None:
+        outbox = self.outbox
+        if isinstance(message, Ping):
+            now_ms = time.time_ns() // 1_000_000
+            outbox.offer(Frame(Pong(seq=outbox.seq, server_time_ms=now_ms)))
             return
-        if outbox.closing is not None:
-            continue  # closing: read until the peer's close arrives
-        if not rate.allow(time.monotonic()):
-            violations += 1
+        message_id = message.id if isinstance(message, PushMessage) else None
+        principal = self.principal
+        if outbox.kind != "coach" or principal is None:
             refusal = ProblemError(
-                429,
-                "rate-limited",
-                "Too many messages",
-                f"at most {per_second} messages per second on one connection",
+                403,
+                "forbidden",
+                "Read-only connection",
+                "a viewer's connection cannot change anything",
             )
-            if violations > MAX_RATE_VIOLATIONS:
-                outbox.close(1008, "message rate exceeded", _error(outbox.seq, refusal))
-            else:
-                outbox.offer(_error(outbox.seq, refusal))
-            continue
-        text, data = message.get("text"), message.get("bytes")
-        raw = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
-        if len(raw) > settings.max_body_bytes:
-            outbox.offer(
-                _error(
-                    outbox.seq,
-                    ProblemError(
-                        413,
-                        "message-too-large",
-                        "Message too large",
-                        f"at most {settings.max_body_bytes} bytes per message",
-                    ),
-                )
-            )
-            continue
+            outbox.offer(_error(outbox.seq, refusal, message_id))
+            return
+        if isinstance(message, Editing):
+            self.hub.editing(outbox, message.record)
+            return
         try:
-            decoded = _decode_client.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as bad:
-            outbox.offer(
-                _error(
-                    outbox.seq,
-                    ProblemError(422, "invalid-message", "Invalid message", str(bad)),
-                )
-            )
-            continue
-        await _handle(decoded, outbox, hub, settings, store, principal)
-
-
-async def _handle(
-    message: ClientMessage,
-    outbox: Outbox,
-    hub: Hub,
-    settings: Settings,
-    store: ChangeStore,
-    principal: Principal | None,
-) -> None:
-    if isinstance(message, Ping):
-        outbox.offer(Frame(Pong(seq=outbox.seq, server_time_ms=time.time_ns() // 1_000_000)))
-        return
-    message_id = message.id if isinstance(message, PushMessage) else None
-    if outbox.kind != "coach" or principal is None:
-        refusal = ProblemError(
-            403, "forbidden", "Read-only connection", "a viewer's connection cannot change anything"
-        )
-        outbox.offer(_error(outbox.seq, refusal, message_id))
-        return
-    if isinstance(message, Editing):
-        hub.editing(outbox, message.record)
-        return
-    try:
-        result = await apply_push(store, settings, principal, message.change_set)
-    except ProblemError as refused:
-        outbox.offer(_error(outbox.seq, refused, message.id))
-        return
-    outbox.offer(Frame(Ack(seq=outbox.seq, id=message.id, result=result)))
+            result = await apply_push(self.store, self.settings, principal, message.change_set)
+        except ProblemError as refused:
+            outbox.offer(_error(outbox.seq, refused, message.id))
+            return
+        outbox.offer(Frame(Ack(seq=outbox.seq, id=message.id, result=result)))
 
 
 @get(
