@@ -19,7 +19,6 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 
 import msgspec
 from sqlalchemy import select
@@ -31,22 +30,20 @@ from protocol.relay import (
     Catchup,
     Changes,
     Committed,
-    Error,
     Heartbeat,
     LinkRevoked,
     PresenceShared,
     PresentDevice,
-    Problem,
     SessionsChanged,
     Snapshot,
 )
 from protocol.viewer import MatchView
-from protocol.wire import PullRequest, PullResponse
 from sync_server import tables
 from sync_server.auth import SessionCache
 from sync_server.db import reading
 from sync_server.match_view import load_match_replica, refresh_names
 from sync_server.relay.bus import Bus, BusError
+from sync_server.relay.channel import Channel, Pages, by_device, error_frame, now_ms
 from sync_server.relay.metrics import RelayMetrics
 from sync_server.relay.outbox import REFUSED, SENT, Frame, Outbox
 from sync_server.store import Announcement, ChangeStore
@@ -57,9 +54,6 @@ log = logging.getLogger("sync_server.relay")
 
 BEAT_BATCH = 500
 """Heartbeats written before the loop lets other work in."""
-RELAY_DEVICE = "relay"
-"""The device id the hub's own pulls name (they include every device's changes)."""
-PAGE = 500
 
 _decode_bus = msgspec.json.Decoder(BusMessage)
 _encode = msgspec.json.encode
@@ -67,42 +61,6 @@ _encode = msgspec.json.encode
 
 class MatchGone(Exception):
     """The match does not exist (any more) or is archived."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(eq=False)
-class Channel:
-    """One match's live connections on this instance and what they have been sent."""
-
-    club_id: uuid.UUID
-    match_id: uuid.UUID
-    coaches: set[Outbox] = field(default_factory=set)
-    viewers: set[Outbox] = field(default_factory=set)
-    seq: int = -1
-    """The log sequence every connection here has been brought up to; -1 until read."""
-    target: int = 0
-    """The highest sequence announced for this match (or its club)."""
-    merged_at: float | None = None
-    """Commit time (epoch seconds) of the oldest announced change not yet relayed."""
-    view: MatchView | None = None
-    """The viewers' view as last sent (every event), kept while viewers are connected."""
-    replica: relay.MatchReplica | None = None
-    """The match's records, kept up to date from the log while viewers are connected."""
-    names_stale: bool = False
-    """Club-wide changes arrived: the players' and teams' names may differ now."""
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    task: asyncio.Task[None] | None = None
-    remote: dict[str, tuple[float, list[PresentDevice]]] = field(default_factory=dict)
-    """Other instances' coach devices here: origin -> (when heard, devices)."""
-    beat_at: float | None = None
-    """When its next heartbeat is due (monotonic seconds); set at the first tick."""
-
-    @property
-    def idle(self) -> bool:
-        return not self.coaches and not self.viewers and (self.task is None or self.task.done())
 
 
 class Hub:
@@ -224,7 +182,7 @@ class Hub:
             replica.named()
         view = None
         if channel.viewers and replica is not None:
-            view = replica.view(_now_ms())
+            view = replica.view(now_ms())
             if view is None:
                 return False  # the match is gone: the log read closes its viewers
         if channel.coaches and (changes or conflicts):
@@ -344,7 +302,7 @@ class Hub:
         channel.merged_at = None
         cursor = channel.seq
         self.metrics.log_reads.inc()
-        async for page in _Pages(self._store, channel.club_id, channel.match_id, cursor):
+        async for page in Pages(self._store, channel.club_id, channel.match_id, cursor):
             if page.changes or page.conflicts:
                 if channel.coaches:
                     message = Changes(
@@ -373,10 +331,10 @@ class Hub:
         else:
             replica.named()
         channel.names_stale = False
-        view = None if replica is None else replica.view(_now_ms())
+        view = None if replica is None else replica.view(now_ms())
         if view is None:
             for outbox in list(channel.viewers):
-                outbox.close(4404, "match not found", _error(seq, 404, "match-gone"))
+                outbox.close(4404, "match not found", error_frame(seq, 404, "match-gone"))
             channel.replica = channel.view = None
             return
         self._deliver_view(channel, view, seq, merged_at)
@@ -460,7 +418,7 @@ class Hub:
             await self._ready(channel)
             cursor = since
             sent = False
-            async for page in _Pages(self._store, outbox.club_id, outbox.match_id, since):
+            async for page in Pages(self._store, outbox.club_id, outbox.match_id, since):
                 outbox.offer(
                     Frame(
                         Catchup(
@@ -494,13 +452,13 @@ class Hub:
                 channel.replica = await load_match_replica(
                     self._engine, outbox.club_id, outbox.match_id
                 )
-                channel.view = None if channel.replica is None else channel.replica.view(_now_ms())
+                channel.view = None if channel.replica is None else channel.replica.view(now_ms())
                 channel.names_stale = False
             if channel.view is None:
                 if channel.idle:
                     self._forget(channel)
                 raise MatchGone
-            view = relay.view_at(channel.view, _now_ms())
+            view = relay.view_at(channel.view, now_ms())
             outbox.offer(Frame(Snapshot(seq=channel.seq, view=view)))
             channel.viewers.add(outbox)
             self.metrics.connections.labels("viewer", outbox.transport).inc()
@@ -575,7 +533,7 @@ class Hub:
             for device in remote:
                 devices.setdefault(device.device_id, device)
         seq = max(channel.seq, 0)
-        frame = Frame(relay.Presence(seq=seq, devices=sorted(devices.values(), key=_by_device)))
+        frame = Frame(relay.Presence(seq=seq, devices=sorted(devices.values(), key=by_device)))
         self._deliver(list(channel.coaches), [frame], "coach")
 
     # -- revocation ----------------------------------------------------------------------------
@@ -588,7 +546,9 @@ class Hub:
     def _end_link(self, link_id: uuid.UUID) -> None:
         for channel in self._all_channels():
             for outbox in [o for o in channel.viewers if o.link_id == link_id]:
-                outbox.close(4410, "share link revoked", _error(channel.seq, 410, "link-revoked"))
+                outbox.close(
+                    4410, "share link revoked", error_frame(channel.seq, 410, "link-revoked")
+                )
 
     def _sessions_changed_here(self) -> None:
         self._publish(SessionsChanged(origin=self.instance))
@@ -602,9 +562,9 @@ class Hub:
         for outbox in coaches:
             role = roles.get(outbox.session_id) if outbox.session_id else None
             if role is None:
-                outbox.close(4401, "session ended", _error(outbox.seq, 401, "session-revoked"))
+                outbox.close(4401, "session ended", error_frame(outbox.seq, 401, "session-revoked"))
             elif role not in ("owner", "coach"):
-                outbox.close(4403, "role changed", _error(outbox.seq, 403, "forbidden"))
+                outbox.close(4403, "role changed", error_frame(outbox.seq, 403, "forbidden"))
 
     async def _live_sessions(self, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         s, m = tables.sessions, tables.memberships
@@ -630,7 +590,9 @@ class Hub:
                 for outbox in channel.viewers:
                     if outbox.expires_at is not None and outbox.expires_at <= now:
                         outbox.close(
-                            4410, "share link expired", _error(channel.seq, 410, "link-expired")
+                            4410,
+                            "share link expired",
+                            error_frame(channel.seq, 410, "link-expired"),
                         )
                 if channel.beat_at is None:
                     channel.beat_at = due + random.uniform(0, self._heartbeat_s)
@@ -639,7 +601,7 @@ class Hub:
                     await self._beat(channel)
 
     async def _beat(self, channel: Channel) -> None:
-        frame = Frame(Heartbeat(seq=max(channel.seq, 0), server_time_ms=_now_ms()))
+        frame = Frame(Heartbeat(seq=max(channel.seq, 0), server_time_ms=now_ms()))
         self._deliver(list(channel.coaches), [frame], "coach")
         viewers = list(channel.viewers)
         for start in range(0, len(viewers), BEAT_BATCH):
@@ -653,56 +615,3 @@ class Hub:
             self._share_presence(channel)
         elif expired:
             self._send_presence(channel)
-
-
-class _Pages:
-    """The match's changes after ``cursor``, page by page (an async iterator)."""
-
-    def __init__(
-        self, store: ChangeStore, club_id: uuid.UUID, match_id: uuid.UUID, cursor: int
-    ) -> None:
-        self._store = store
-        self._club_id = club_id
-        self._match_id = match_id
-        self._cursor = cursor
-        self._done = False
-
-    def __aiter__(self) -> _Pages:
-        return self
-
-    async def __anext__(self) -> PullResponse:
-        if self._done:
-            raise StopAsyncIteration
-        page = await self._store.pull(
-            self._club_id,
-            PullRequest(
-                device_id=RELAY_DEVICE,
-                cursor=self._cursor,
-                match_id=self._match_id,
-                limit=PAGE,
-                include_own=True,
-            ),
-        )
-        self._cursor = page.cursor
-        self._done = not page.has_more
-        return page
-
-
-def _by_device(device: PresentDevice) -> str:
-    return device.device_id
-
-
-_TITLES = {
-    "match-gone": ("Match not found", "the match was archived or deleted"),
-    "link-revoked": ("This link has ended", "the coach revoked this link"),
-    "link-expired": ("This link has ended", "this link has expired; ask the coach for a new one"),
-    "session-revoked": ("Session ended", "this device logged out or was removed; log in again"),
-    "forbidden": ("Read-only role", "your role no longer allows a coach's connection"),
-}
-
-
-def _error(seq: int, status: int, code: str) -> Frame:
-    title, detail = _TITLES[code]
-    return Frame(
-        Error(seq=seq, problem=Problem(status=status, code=code, title=title, detail=detail))
-    )
