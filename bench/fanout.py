@@ -78,8 +78,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,7 +86,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -100,6 +98,21 @@ if __package__ in (None, ""):
     # puts it on the path; this keeps the script working without it).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import (
+    DEFAULT_POSTGRES,
+    HOST,
+    Database,
+    Server,
+    backend_delta,
+    free_port,
+    loopback_only,
+    machine_busy_s,
+    median,
+    process_stat_cpu_s,
+    server_backends,
+    start_sync_server,
+    started,
+)
 from bench.fanout_load import (
     ConnectReport,
     PublisherConfig,
@@ -116,11 +129,6 @@ from bench.fanout_load import (
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
-HOST = "127.0.0.1"
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-START_TIMEOUT_S = 60.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") / 1024
 
 WARM_FRACTION = 0.02
@@ -141,22 +149,11 @@ class RelayMissing(Exception):
 # -- small helpers ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-def median(values: Sequence[float]) -> float:
-    clean = [v for v in values if v == v]
-    return statistics.median(clean) if clean else float("nan")
 
 
 def process_cpu_s(pid: int) -> float:
@@ -171,12 +168,7 @@ def process_cpu_s(pid: int) -> float:
         return 0.0
     if total:
         return total / 1e9
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return process_stat_cpu_s(pid)
 
 
 def rss_kb(pid: int) -> float:
@@ -184,39 +176,6 @@ def rss_kb(pid: int) -> float:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
     except (OSError, IndexError, ValueError):
         return float("nan")
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent not idle (all cores)."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / CLK_TCK
-
-
-def socket_peers(pid: int, remote_port: int) -> set[int]:
-    """Local ports of the TCP connections that process ``pid`` holds to ``remote_port``."""
-    inodes = set()
-    with suppress(OSError):
-        for fd in os.scandir(f"/proc/{pid}/fd"):
-            with suppress(OSError):
-                target = os.readlink(fd.path)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with suppress(OSError), open(table) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if cols[9] in inodes and int(cols[2].rsplit(":", 1)[1], 16) == remote_port:
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def loopback_only(url: str, what: str) -> None:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host not in LOOPBACK and not host.startswith("127."):
-        sys.exit(f"fanout: refusing to use a {what} that is not on loopback: {host!r}")
 
 
 @contextmanager
@@ -240,37 +199,6 @@ async def sleep_until(when_ns: int) -> None:
 # -- databases --------------------------------------------------------------------------------
 
 
-@dataclass
-class Database:
-    kind: Literal["postgres", "sqlite"]
-    postgres_url: str
-    workdir: Path
-    schemas: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return "PostgreSQL" if self.kind == "postgres" else "SQLite"
-
-    def fresh_name(self) -> str:
-        name = f"bench_fanout_{secrets.token_hex(4)}"
-        if self.kind == "postgres":
-            self.schemas.append(name)
-        return name
-
-    async def drop_schemas(self) -> None:
-        if not self.schemas:
-            return
-        import asyncpg
-
-        conn = await asyncpg.connect(self.postgres_url, timeout=10)
-        try:
-            for schema in self.schemas:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-        self.schemas.clear()
-
-
 async def postgres_reachable(url: str) -> str | None:
     """None when a connection works, else why not."""
     try:
@@ -286,8 +214,6 @@ async def postgres_reachable(url: str) -> str | None:
 class BackendCpu:
     """CPU of the PostgreSQL backends serving one server process (others left out)."""
 
-    QUERY = "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])"
-
     def __init__(self, postgres_url: str, server_pid: int) -> None:
         self.url = postgres_url
         self.port = urllib.parse.urlsplit(postgres_url).port or 5432
@@ -302,9 +228,8 @@ class BackendCpu:
     async def sample(self) -> dict[int, float]:
         if self.conn is None:
             return {}
-        ports = await asyncio.to_thread(socket_peers, self.server_pid, self.port)
-        rows = await self.conn.fetch(self.QUERY, list(ports)) if ports else []
-        return {int(r["pid"]): process_cpu_s(int(r["pid"])) for r in rows}
+        pids = await server_backends(self.conn, self.server_pid, self.port)
+        return {pid: process_cpu_s(pid) for pid in pids}
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -312,63 +237,7 @@ class BackendCpu:
             self.conn = None
 
 
-def backend_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
 # -- servers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    kind: Kind
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-def wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.kind} exited at start-up:\n{server.log_tail()}")
-        try:
-            with socket.create_connection((HOST, server.port), timeout=1) as s:
-                s.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{server.kind} did not answer /health in {START_TIMEOUT_S} s")
-
-
-def started(server: Server) -> Server:
-    try:
-        wait_ready(server)
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 def start_bare(workdir: Path) -> Server:
@@ -384,60 +253,16 @@ def start_bare(workdir: Path) -> Server:
     return started(Server("bare", process, port, log_path))
 
 
-def sync_server_command() -> list[str]:
-    script = Path(sys.executable).with_name("sync-server")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sync_server.cli"]
-
-
-# Settings the environment must not change under the benchmark (the relay's own `RELAY_…`
-# and `WS_…` settings included: the benchmark measures their defaults).
-SERVER_SETTINGS = (
-    "DATABASE_", "PUSH_", "PULL_", "REDIS_", "RATE_LIMIT_", "LOGIN_", "ACCESS_TOKEN_",
-    "ALLOW_SIGNUP", "WS_", "RELAY_", "SHARE_LINK_",
-)  # fmt: skip
-
-
 def start_touchline(db: Database, redis_url: str | None) -> Server:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVER_SETTINGS)}
-    env.update(
-        ENVIRONMENT="production",
-        SECRET_KEY=secrets.token_urlsafe(36),
-        ALLOW_SIGNUP="true",
-        # Every viewer and coach of the benchmark comes from 127.0.0.1: far beyond the
-        # per-address limits meant for one family's phones. Still counted, never refusing.
-        LOGIN_ATTEMPTS_PER_MINUTE="100000",
-        RATE_LIMIT_PER_MINUTE="100000000",
-        WS_MESSAGES_PER_SECOND="100000",
-        ACCESS_TOKEN_TTL_S="86400",
-    )
+    extra_env = {
+        # Every viewer comes from 127.0.0.1 as well: still counted, never refusing.
+        "WS_MESSAGES_PER_SECOND": "100000",
+        # The publisher's coach tokens outlive the longest run.
+        "ACCESS_TOKEN_TTL_S": "86400",
+    }
     if redis_url:
-        env["REDIS_URL"] = redis_url
-    name = db.fresh_name()
-    if db.kind == "postgres":
-        env["DATABASE_URL"] = "postgresql+asyncpg://" + db.postgres_url.split("://", 1)[1]
-        env["DATABASE_SCHEMA"] = name
-    else:
-        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{db.workdir / (name + '.db')}"
-    log_path = db.workdir / f"{name}.log"
-    with open(log_path, "wb") as log:
-        subprocess.run(
-            [*sync_server_command(), "migrate"],
-            env=env,
-            cwd=db.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=True,
-            timeout=120,
-        )
-        port = free_port()
-        process = subprocess.Popen(
-            [*sync_server_command(), "serve", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            cwd=db.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return started(Server("touchline", process, port, log_path))
+        extra_env["REDIS_URL"] = redis_url
+    return start_sync_server(db, "fanout", "touchline", extra_env)
 
 
 # -- matches and who watches them ----------------------------------------------------------------
@@ -784,7 +609,7 @@ _BUCKET = re.compile(r'^touchline_relay_merge_to_send_seconds_bucket\{le="([^"]+
 async def merge_to_send_buckets(server: Server) -> dict[float, float] | None:
     """Touchline's merge-to-send histogram (cumulative counts by upper bound, seconds): from
     a change's commit to its frame being written to a viewer's socket, on the server."""
-    if server.kind != "touchline":
+    if server.name != "touchline":
         return None
     import httpx
 
@@ -1259,6 +1084,11 @@ def summarize(
             f" {median([r['touchline'].get('alone_server_cores', math.nan) for r in both]):.2f}"
             " of a core)"
         )
+    elif not relay > 0:
+        lines.append(
+            "      relay alone: within the noise (what the writes cost alone, measured apart,"
+            " varies by more than the relay adds); see the server figure above"
+        )
     else:
         lines.append(
             "      relay alone (idle viewers and the writes' own CPU taken out of both):"
@@ -1376,9 +1206,9 @@ def parse_args(argv: list[str] | None) -> Options:
             " --procs 1..32"
         )
     if "touchline" in servers and args.database != "sqlite":
-        loopback_only(args.postgres_url, "database")
+        loopback_only(args.postgres_url, "database", "fanout")
     if args.redis_url:
-        loopback_only(args.redis_url, "Redis")
+        loopback_only(args.redis_url, "Redis", "fanout")
     return Options(
         scenarios=scenarios,
         servers=servers,

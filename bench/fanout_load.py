@@ -35,6 +35,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from bench.common import HttpConnection
+
 STEADY_KINDS = ("tackle", "interception", "key_pass", "ball_won", "ball_lost", "save", "corner")
 """Kinds that change no score: one ``event`` message per viewer and nothing else."""
 
@@ -483,35 +485,6 @@ async def _publish_bare(config: PublisherConfig, job: PublishJob) -> PublishRepo
     return PublishReport(sent, errors, failed=job.count - len(sent))
 
 
-class _HttpConnection:
-    """One keep-alive HTTP/1.1 connection, one request at a time; the answers this needs
-    carry a Content-Length. (httpx cost the publisher about 2 ms of CPU per write, a fifth of
-    a core at 100 writes/s on the machine the server runs on.)"""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> _HttpConnection:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-        return cls(reader, writer)
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"\r\ncontent-length:")
-        if at < 0:
-            raise RuntimeError(f"answer without Content-Length: {head[:200]!r}")
-        end = lower.find(b"\r\n", at + 2)
-        return status, await self.reader.readexactly(int(lower[at + 17 : end]))
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 _PUSHED: dict[str, list[int]] = {}
 """The last sequence each device pushed, across the publisher's jobs."""
 
@@ -522,7 +495,7 @@ async def _publish_touchline(config: PublisherConfig, job: PublishJob) -> Publis
     failed = [0]
     url = urllib.parse.urlsplit(config.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    idle: asyncio.Queue[_HttpConnection | None] = asyncio.Queue()
+    idle: asyncio.Queue[HttpConnection | None] = asyncio.Queue()
     for _ in range(config.concurrency):
         idle.put_nowait(None)  # a free slot, its connection opened when first needed
 
@@ -574,7 +547,7 @@ async def _publish_touchline(config: PublisherConfig, job: PublishJob) -> Publis
         connection = await idle.get()
         try:
             if connection is None:
-                connection = await _HttpConnection.open(host, port)
+                connection = await HttpConnection.open(host, port)
             send_ns = time.time_ns()
             status, answer = await asyncio.wait_for(connection.request(raw), 60)
             done_ns = time.time_ns()

@@ -35,9 +35,6 @@ import linecache
 import os
 import secrets
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,33 +46,45 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+if __package__ in (None, ""):
+    # Run as a script: `bench` is importable from the checkout (the editable install already
+    # puts it on the path; this keeps the script working without it).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    DEFAULT_POSTGRES,
+    HOST,
+    START_TIMEOUT_S,
+    Database,
+    DatabaseKind,
+    HttpConnection,
+    Server,
+    backend_delta,
+    free_port,
+    loopback_only,
+    machine_busy_s,
+    median,
+    process_stat_cpu_s,
+    server_backends,
+    start_sync_server,
+    started,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-HOST = "127.0.0.1"
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 DEVICES = 16
 BATCH = 50
 PULL_EVENTS = 150
 MAX_REQUESTS_PER_DEVICE = 100_000
-START_TIMEOUT_S = 60.0
 
 KINDS = ("tackle", "interception", "key_pass", "ball_won", "ball_lost", "foul", "corner", "save")
 NOTES = ("pressing high on the left", "won it back in midfield", "", "quick throw", "late")
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
 
 # -- small helpers ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,102 +95,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def median(values: list[float]) -> float:
-    clean = [v for v in values if v == v]
-    return statistics.median(clean) if clean else float("nan")
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def socket_peers(pid: int, remote_port: int) -> set[int]:
-    """Local ports of the TCP connections that process ``pid`` holds to ``remote_port``."""
-    inodes = set()
-    with suppress(OSError):
-        for fd in os.scandir(f"/proc/{pid}/fd"):
-            with suppress(OSError):
-                target = os.readlink(fd.path)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with suppress(OSError), open(table) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if cols[9] in inodes and int(cols[2].rsplit(":", 1)[1], 16) == remote_port:
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-BACKENDS = "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])"
-
-
 async def backend_cpu(monitor: Any, server_pid: int, db_port: int) -> dict[int, float]:
-    """CPU seconds of each PostgreSQL backend serving the server's connections right now.
-
-    Backends of other clients of the same cluster (other test runs, say) are left out.
-    """
-    ports = socket_peers(server_pid, db_port)
-    pids = [r["pid"] for r in await monitor.fetch(BACKENDS, list(ports))] if ports else []
-    return {p: process_cpu_s(p) for p in pids}
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent not idle (all cores)."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLK_TCK
-
-
-def loopback_only(url: str) -> None:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host not in LOOPBACK and not host.startswith("127."):
-        sys.exit(f"push_pull: refusing to use a database that is not on loopback: {host!r}")
+    """CPU seconds of each PostgreSQL backend serving the server's connections right now."""
+    pids = await server_backends(monitor, server_pid, db_port)
+    return {p: process_stat_cpu_s(p) for p in pids}
 
 
 # -- HTTP over one keep-alive connection -----------------------------------------------------
-
-
-class Connection:
-    """A minimal HTTP/1.1 keep-alive client: one request at a time, Content-Length bodies."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 20)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer)
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"\r\ncontent-length:")
-        if at < 0:
-            raise RuntimeError(f"response without Content-Length: {head[:200]!r}")
-        end = lower.find(b"\r\n", at + 2)
-        body = await self.reader.readexactly(int(lower[at + 17 : end]))
-        return status, body
-
-    async def close(self) -> None:
-        self.writer.close()
-        with suppress(OSError):
-            await self.writer.wait_closed()
 
 
 def http_post(port: int, path: str, credential: str, body: bytes) -> bytes:
@@ -209,7 +129,7 @@ async def account_club(port: int, device_ids: list[str]) -> list[str]:
     """Our server's: sign a club up on the first device, log each other device in as the
     same user; one ``Authorization: Bearer`` line per device."""
     email = f"bench-{secrets.token_hex(6)}@example.org"
-    conn = await Connection.open(port)
+    conn = await HttpConnection.open(HOST, port)
     try:
         tokens = []
         for index, device_id in enumerate(device_ids):
@@ -225,7 +145,7 @@ async def account_club(port: int, device_ids: list[str]) -> list[str]:
                 raise RuntimeError(f"{path} for {device_id} failed: {status} {answer[:300]!r}")
             tokens.append(json.loads(answer)["access_token"])
     finally:
-        await conn.close()
+        await conn.aclose()
     return [f"Authorization: Bearer {token}" for token in tokens]
 
 
@@ -365,10 +285,10 @@ async def drive_push(
     backends: dict[str, dict[int, float]] = {}
 
     def sample() -> tuple[float, float, float]:
-        return process_cpu_s(server_pid), time.process_time(), machine_busy_s()
+        return process_stat_cpu_s(server_pid), time.process_time(), machine_busy_s()
 
     async def device_loop(device: Device) -> None:
-        conn = await Connection.open(port)
+        conn = await HttpConnection.open(HOST, port)
         try:
             for _ in range(MAX_REQUESTS_PER_DEVICE):
                 if clock_now() >= window_end:
@@ -386,7 +306,7 @@ async def drive_push(
                     counted[0] += 1
                     latencies.append((t1 - t0) * 1000)
         finally:
-            await conn.close()
+            await conn.aclose()
 
     async def clock() -> None:
         monitor = None
@@ -418,7 +338,7 @@ async def drive_push(
     a, b = samples["start"], samples["end"]
     before, after = backends.get("start", {}), backends.get("end", {})
     # A backend closed inside the window takes its CPU with it; the count says how many.
-    postgres = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    postgres = backend_delta(before, after)
     return LoadResult(
         requests=counted[0],
         window_s=seconds,
@@ -519,7 +439,7 @@ class PullResult:
 async def measure_pull(port: int, make_club: ClubMaker, *, warmup: int, count: int) -> PullResult:
     seeder, reader = await make_club(port, ["bench-seed", "bench-reader"])
     match_id, bodies = seed_match_sets("bench-seed")
-    conn = await Connection.open(port)
+    conn = await HttpConnection.open(HOST, port)
     try:
         for body in bodies:
             status, answer = await conn.request(http_post(port, "/api/sync/push", seeder, body))
@@ -548,137 +468,14 @@ async def measure_pull(port: int, make_club: ClubMaker, *, warmup: int, count: i
             raise RuntimeError(f"pull returned {len(page['changes'])} changes, not {expected}")
         return PullResult(latencies, len(page["changes"]), len(body), len(gzip.compress(body, 6)))
     finally:
-        await conn.close()
+        await conn.aclose()
 
 
 # -- servers ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text()[-2000:]
-        except OSError:
-            return ""
-
-
-def wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited at start-up:\n{server.log_tail()}")
-        try:
-            with socket.create_connection((HOST, server.port), timeout=1) as s:
-                s.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{server.name} did not answer /health in {START_TIMEOUT_S} s")
-
-
-def sync_server_command() -> list[str]:
-    script = Path(sys.executable).with_name("sync-server")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sync_server.cli"]
-
-
-@dataclass
-class Database:
-    kind: str  # "postgres" or "sqlite"
-    postgres_url: str
-    workdir: Path
-    schemas: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return "PostgreSQL" if self.kind == "postgres" else "SQLite"
-
-    def fresh_name(self, what: str) -> str:
-        name = f"bench_{what}_{secrets.token_hex(4)}"
-        if self.kind == "postgres":
-            self.schemas.append(name)
-        return name
-
-    def drop_schemas(self) -> None:
-        if not self.schemas:
-            return
-
-        async def drop() -> None:
-            import asyncpg
-
-            conn = await asyncpg.connect(self.postgres_url)
-            try:
-                for schema in self.schemas:
-                    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
-        self.schemas.clear()
-
-
-# Settings the environment must not change under the benchmark.
-SERVER_SETTINGS = (
-    "DATABASE_", "PUSH_", "PULL_", "REDIS_", "RATE_LIMIT_", "LOGIN_", "ACCESS_TOKEN_",
-    "ALLOW_SIGNUP",
-)  # fmt: skip
-
-
 def start_ours(db: Database, tag: str) -> Server:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVER_SETTINGS)}
-    env.update(
-        ENVIRONMENT="production",
-        SECRET_KEY=secrets.token_urlsafe(36),
-        # Production refuses signups unless told; the benchmark signs its clubs up.
-        ALLOW_SIGNUP="true",
-        # Every device logs in from 127.0.0.1, one club's 16 of them as one user, and then
-        # pushes as fast as it can: far beyond the limits meant for a touchline of phones.
-        # The per-request limit is still counted (in memory), it just never refuses.
-        LOGIN_ATTEMPTS_PER_MINUTE="100000",
-        RATE_LIMIT_PER_MINUTE="100000000",
-    )
-    name = db.fresh_name(tag)
-    if db.kind == "postgres":
-        env["DATABASE_URL"] = "postgresql+asyncpg://" + db.postgres_url.split("://", 1)[1]
-        env["DATABASE_SCHEMA"] = name
-    else:
-        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{db.workdir / (name + '.db')}"
-    log_path = db.workdir / f"{name}.log"
-    with open(log_path, "wb") as log:
-        subprocess.run(
-            [*sync_server_command(), "migrate"],
-            env=env,
-            cwd=db.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=True,
-            timeout=120,
-        )
-        port = free_port()
-        process = subprocess.Popen(
-            [*sync_server_command(), "serve", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            cwd=db.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return started(Server(f"ours ({db.label}, {tag})", process, port, log_path))
+    return start_sync_server(db, tag, f"ours ({db.label}, {tag})", {})
 
 
 def start_bare(db: Database) -> Server:
@@ -698,16 +495,6 @@ def start_bare(db: Database) -> Server:
             stderr=subprocess.STDOUT,
         )
     return started(Server(f"bare ({db.label})", process, port, log_path))
-
-
-def started(server: Server) -> Server:
-    """The server once it answers; stopped again if it never does."""
-    try:
-        wait_ready(server)
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 @contextmanager
@@ -849,7 +636,7 @@ class Options:
     seconds: float
     warmup: float
     runs: int
-    databases: list[str]
+    databases: list[DatabaseKind]
     postgres_url: str
     pull_count: int
     pull_warmup: int
@@ -940,7 +727,7 @@ def one_run(db: Database, opts: Options, run: int) -> dict[str, Any]:
         for step in order:
             step()
     finally:
-        db.drop_schemas()
+        asyncio.run(db.drop_schemas())
     return results
 
 
@@ -1049,7 +836,7 @@ def parse_args(argv: list[str] | None) -> Options:
     if not 1 <= args.pull_count <= 10_000 or not 0 <= args.pull_warmup <= 1000:
         parser.error("--pull-count 1..10000, --pull-warmup 0..1000")
     if "postgres" in databases:
-        loopback_only(args.postgres_url)
+        loopback_only(args.postgres_url, "database", "push_pull")
     profile_dir = args.profile_dir or Path(tempfile.gettempdir())
     if args.profile_with:
         profile_dir.mkdir(parents=True, exist_ok=True)
@@ -1058,7 +845,7 @@ def parse_args(argv: list[str] | None) -> Options:
         seconds=args.seconds,
         warmup=args.warmup,
         runs=args.runs,
-        databases=databases,
+        databases=cast("list[DatabaseKind]", databases),
         postgres_url=args.postgres_url,
         pull_count=args.pull_count,
         pull_warmup=args.pull_warmup,
@@ -1079,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{opts.runs} run(s) x {opts.warmup:g} s warm-up + {opts.seconds:g} s per scenario"
         + (" [PROFILED: py-spy slows our server]" if opts.py_spy else "")
     )
-    all_results: dict[str, list[dict[str, Any]]] = {}
+    all_results: dict[DatabaseKind, list[dict[str, Any]]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="touchline-bench-"))
     try:
         for kind in opts.databases:
