@@ -282,8 +282,11 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return user
 
 
-def require_writer(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: owners and coaches write; a viewer's write is refused with 403."""
+async def require_writer(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard: owners and coaches write; a viewer's write is refused with 403. Async, as
+    every guard here: Litestar runs a synchronous guard in a worker thread, per request."""
     principal = principal_of(connection)
     if not principal.can_write:
         raise ProblemError(
@@ -295,7 +298,9 @@ def require_writer(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteH
         )
 
 
-def require_owner(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_owner(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     principal = principal_of(connection)
     if principal.role != "owner":
         raise ProblemError(403, "forbidden", "Owner only", "only the club's owner can do this")
