@@ -354,7 +354,7 @@ class Hub:
         frame = Frame(message, merged_at=merged_at)
         behind = [outbox for outbox in channel.coaches if outbox.seq <= first]
         self._deliver(behind, [frame], "coach")
-        for outbox in channel.coaches:
+        for outbox in list(channel.coaches):  # a dropped one leaves the set
             # Joined with a catch-up that already reached into this page: the rest only.
             if first < outbox.seq < message.seq:
                 rest = msgspec.structs.replace(
@@ -434,6 +434,9 @@ class Hub:
             if not sent:
                 outbox.offer(Frame(Catchup(seq=since, changes=[], conflicts=[], more=False)))
             outbox.seq = cursor
+            if outbox.dropped:
+                # A catch-up larger than the outbox: told to resync; pulling is the way.
+                self.metrics.queue_drops.labels("coach").inc()
             channel.coaches.add(outbox)
             self.metrics.connections.labels("coach", outbox.transport).inc()
             if cursor > channel.target:
