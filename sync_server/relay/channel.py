@@ -57,6 +57,39 @@ class Channel:
     def idle(self) -> bool:
         return not self.coaches and not self.viewers and (self.task is None or self.task.done())
 
+    # -- presence: coach devices here and, as heard on the bus, on other instances ----------
+
+    def local_devices(self) -> list[PresentDevice]:
+        """This instance's coach devices, one entry per device (its newest connection)."""
+        devices: dict[str, PresentDevice] = {}
+        for outbox in sorted(self.coaches, key=lambda o: o.opened_at):
+            if outbox.device_id is not None and outbox.user_id is not None:
+                devices[outbox.device_id] = PresentDevice(
+                    outbox.device_id, outbox.user_id, outbox.editing
+                )
+        return list(devices.values())
+
+    def present_devices(self) -> list[PresentDevice]:
+        """Every coach device on the match, here first, then as other instances said."""
+        devices = {device.device_id: device for device in self.local_devices()}
+        for _, remote in self.remote.values():
+            for device in remote:
+                devices.setdefault(device.device_id, device)
+        return sorted(devices.values(), key=by_device)
+
+    def hear(self, origin: str, devices: list[PresentDevice], at: float) -> None:
+        if devices:
+            self.remote[origin] = (at, devices)
+        else:
+            self.remote.pop(origin, None)
+
+    def forget_stale(self, before: float) -> bool:
+        """Forget what instances not heard from since ``before`` said; True if any."""
+        stale = [origin for origin, (heard, _) in self.remote.items() if heard < before]
+        for origin in stale:
+            del self.remote[origin]
+        return bool(stale)
+
 
 class Pages:
     """The match's changes after ``cursor``, page by page (an async iterator)."""

@@ -33,7 +33,6 @@ from protocol.relay import (
     Heartbeat,
     LinkRevoked,
     PresenceShared,
-    PresentDevice,
     SessionsChanged,
     Snapshot,
 )
@@ -43,7 +42,7 @@ from sync_server.auth import SessionCache
 from sync_server.db import reading
 from sync_server.match_view import load_match_replica, refresh_names
 from sync_server.relay.bus import Bus, BusError
-from sync_server.relay.channel import Channel, Pages, by_device, error_frame, now_ms
+from sync_server.relay.channel import Channel, Pages, error_frame, now_ms
 from sync_server.relay.metrics import RelayMetrics
 from sync_server.relay.outbox import REFUSED, SENT, Frame, Outbox
 from sync_server.store import Announcement, ChangeStore
@@ -498,46 +497,26 @@ class Hub:
             if channel is not None:
                 self._share_presence(channel)
 
-    def _local_presence(self, channel: Channel) -> list[PresentDevice]:
-        devices: dict[str, PresentDevice] = {}
-        for outbox in sorted(channel.coaches, key=lambda o: o.opened_at):
-            if outbox.device_id is not None and outbox.user_id is not None:
-                devices[outbox.device_id] = PresentDevice(
-                    outbox.device_id, outbox.user_id, outbox.editing
-                )
-        return list(devices.values())
-
     def _share_presence(self, channel: Channel) -> None:
+        """Tell the other instances who is here, and everyone here who is anywhere."""
+        local = channel.local_devices()
         self._publish(
             PresenceShared(
-                origin=self.instance,
-                club=channel.club_id,
-                match=channel.match_id,
-                devices=self._local_presence(channel),
+                origin=self.instance, club=channel.club_id, match=channel.match_id, devices=local
             )
         )
         self._send_presence(channel)
 
     def _remote_presence(self, message: PresenceShared) -> None:
         channel = self._channels.get(message.club, {}).get(message.match)
-        if channel is None:
-            return
-        if message.devices:
-            channel.remote[message.origin] = (time.monotonic(), message.devices)
-        else:
-            channel.remote.pop(message.origin, None)
-        self._send_presence(channel)
+        if channel is not None:
+            channel.hear(message.origin, message.devices, time.monotonic())
+            self._send_presence(channel)
 
     def _send_presence(self, channel: Channel) -> None:
-        if not channel.coaches:
-            return
-        devices = {d.device_id: d for d in self._local_presence(channel)}
-        for _, remote in channel.remote.values():
-            for device in remote:
-                devices.setdefault(device.device_id, device)
-        seq = max(channel.seq, 0)
-        frame = Frame(relay.Presence(seq=seq, devices=sorted(devices.values(), key=by_device)))
-        self._deliver(list(channel.coaches), [frame], "coach")
+        if channel.coaches:
+            presence = relay.Presence(seq=max(channel.seq, 0), devices=channel.present_devices())
+            self._deliver(list(channel.coaches), [Frame(presence)], "coach")
 
     # -- revocation ----------------------------------------------------------------------------
 
@@ -610,11 +589,8 @@ class Hub:
         for start in range(0, len(viewers), BEAT_BATCH):
             self._deliver(viewers[start : start + BEAT_BATCH], [frame], "viewer")
             await asyncio.sleep(0)  # a crowd's heartbeats let pushes in between
-        stale_before = time.monotonic() - 3 * self._heartbeat_s
-        expired = [o for o, (heard, _) in channel.remote.items() if heard < stale_before]
-        for origin in expired:
-            del channel.remote[origin]
+        forgot = channel.forget_stale(time.monotonic() - 3 * self._heartbeat_s)
         if channel.coaches:
             self._share_presence(channel)
-        elif expired:
+        elif forgot:
             self._send_presence(channel)
