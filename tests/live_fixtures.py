@@ -52,32 +52,51 @@ class Served:
         return "ws" + self.url.removeprefix("http") + path
 
 
+class _SignallingServer(uvicorn.Server):
+    """uvicorn telling the test thread when it is listening, or has given up."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()  # listening, or failed (then ``started`` stays false)
+
+
+@contextmanager
+def uvicorn_in_thread(config: uvicorn.Config, *, timeout_s: float = 20.0) -> Iterator[str]:
+    """Serve ``config`` in a thread until the block ends; yields the base URL."""
+    server = _SignallingServer(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{config.port}", daemon=True)
+    thread.start()
+    if not server.ready.wait(timeout_s) or not server.started:
+        server.should_exit = True
+        raise RuntimeError("the test server did not start")
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+    assert not thread.is_alive(), "uvicorn did not shut down"
+
+
 @contextmanager
 def serve_in_thread(settings: Settings, *, ws: str = UVICORN_WS) -> Iterator[Served]:
     """The app under uvicorn in a thread, with its own engine, until the block ends.
     ``ws`` is uvicorn's WebSocket protocol: the server's own, or a plain one."""
-    port = free_port()
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
-        port=port,
+        port=free_port(),
         log_level="warning",
         ws=ws,
         ws_per_message_deflate=False,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield Served(f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with uvicorn_in_thread(config) as url:
+        yield Served(url)
 
 
 async def receive(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
@@ -109,17 +128,6 @@ async def ended_with(ws: ClientConnection, status: int, close_code: int) -> dict
     assert ws.close_code == close_code
     problem: dict[str, Any] = error["problem"]
     return problem
-
-
-async def no_message(ws: ClientConnection, within: float = 0.3) -> None:
-    """Nothing arrives (other than heartbeats) for ``within`` seconds."""
-    try:
-        with anyio.fail_after(within):
-            while True:
-                message = json.loads(await ws.recv())
-                assert message["type"] in ("heartbeat", "presence"), message
-    except TimeoutError:
-        return
 
 
 @dataclass

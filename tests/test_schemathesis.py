@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 import uuid
 import zlib
@@ -42,6 +40,7 @@ from protocol.hlc import Hlc
 from sync_server.app import create_app
 from sync_server.migrate import upgrade_to_head
 from sync_server.settings import Settings
+from tests.live_fixtures import free_port, uvicorn_in_thread
 
 if TYPE_CHECKING:
     # Defined for type checkers only: a schemathesis test case of an OpenAPI operation.
@@ -112,29 +111,6 @@ class LiveServer:
         return token
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_healthy(base_url: str, server: uvicorn.Server, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    problem = "it never started"
-    while time.monotonic() < deadline:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn stopped before it answered /health")
-        if server.started:
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError as exc:
-                problem = repr(exc)
-        time.sleep(0.05)
-    raise RuntimeError(f"no answer from /health within {STARTUP_TIMEOUT_S} s: {problem}")
-
-
 def _change(seq: int, table: str, record_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     hlc = Hlc(time.time_ns() // 1_000_000, seq).encode()
     return {"seq": seq, "hlc": hlc, "table": table, "id": record_id, "fields": fields}
@@ -201,7 +177,7 @@ def _seed(base_url: str) -> LiveServer:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     database = tmp_path_factory.mktemp("schemathesis") / "touchline.db"
-    port = _free_port()
+    port = free_port()
     app_settings = Settings.from_env(
         {
             "ENVIRONMENT": "test",
@@ -222,17 +198,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         log_config=None,
         access_log=False,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="schemathesis-server", daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(base_url, server, thread)
+    with uvicorn_in_thread(config, timeout_s=STARTUP_TIMEOUT_S) as base_url:
         yield _seed(base_url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=STARTUP_TIMEOUT_S)
-    assert not thread.is_alive(), "uvicorn did not shut down"
 
 
 def _openapi_document() -> dict[str, Any]:
