@@ -28,6 +28,9 @@ TableName = Literal[
     "match_notes",
     "clock_actions",
     "club_settings",
+    "player_teams",
+    "default_lineups",
+    "app_settings",
 ]
 
 EVENT_KINDS: Final = (
@@ -222,6 +225,36 @@ TABLES: Final[Mapping[str, TableSpec]] = {
                 "viewer_names": FieldSpec(FieldType.CHOICE, choices=VIEWER_NAMES),
                 "default_period_format": FieldSpec(FieldType.CHOICE, choices=PERIOD_FORMATS),
                 "default_duration_mins": _int(1, 600),
+            },
+        ),
+        # A player's membership of a team over time (the app's playerTeams), beside the
+        # player's `current_team`.
+        TableSpec(
+            "player_teams",
+            {
+                "player_id": FieldSpec(FieldType.UUID, required=True),
+                "team_id": FieldSpec(FieldType.UUID, required=True),
+                "start_date": _DATE_FIELD,
+                "end_date": _DATE_FIELD,
+                "is_active": _BOOL,
+            },
+        ),
+        # A team's usual starting formation (the app's defaultLineups): `formation` is a JSON
+        # array of {"player_id", "position", "x", "y"}, one text value so it merges as a whole.
+        TableSpec(
+            "default_lineups",
+            {
+                "team_id": FieldSpec(FieldType.UUID, required=True),
+                "formation": _text(),
+            },
+        ),
+        # The app's own key/value settings (theme, match defaults), kept as the app wrote them
+        # so a device restored from the server gets them back. `value` is JSON text.
+        TableSpec(
+            "app_settings",
+            {
+                "key": FieldSpec(FieldType.TEXT, required=True, immutable=True),
+                "value": _text(),
             },
         ),
     )

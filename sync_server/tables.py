@@ -37,11 +37,13 @@ from sqlalchemy import (
 __all__ = [
     "DOMAIN_TABLES",
     "ROLES",
+    "app_settings",
     "change_log",
     "clock_actions",
     "club_settings",
     "clubs",
     "conflicts",
+    "default_lineups",
     "devices",
     "events",
     "invites",
@@ -50,6 +52,7 @@ __all__ = [
     "matches",
     "memberships",
     "metadata",
+    "player_teams",
     "players",
     "refresh_tokens",
     "seasons",
@@ -197,6 +200,27 @@ club_settings = _domain_table(
     Column("default_duration_mins", Integer),
 )
 
+player_teams = _domain_table(
+    "player_teams",
+    Column("player_id", Uuid(as_uuid=True)),
+    Column("team_id", Uuid(as_uuid=True)),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    Column("is_active", Boolean),
+)
+
+default_lineups = _domain_table(
+    "default_lineups",
+    Column("team_id", Uuid(as_uuid=True)),
+    Column("formation", Text),
+)
+
+app_settings = _domain_table(
+    "app_settings",
+    Column("key", Text),
+    Column("value", Text),
+)
+
 DOMAIN_TABLES: Final[dict[str, Table]] = {
     table.name: table
     for table in (
@@ -209,6 +233,9 @@ DOMAIN_TABLES: Final[dict[str, Table]] = {
         match_notes,
         clock_actions,
         club_settings,
+        player_teams,
+        default_lineups,
+        app_settings,
     )
 }
 
