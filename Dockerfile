@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY protocol ./protocol
 COPY sync_server ./sync_server
 COPY clients/python/touchline_client ./clients/python/touchline_client
+COPY clients/python/touchline_import ./clients/python/touchline_import
 RUN pip install . \
     && useradd --create-home --uid 10001 touchline
 
