@@ -12,6 +12,7 @@ COPY protocol ./protocol
 COPY sync_server ./sync_server
 COPY clients/python/touchline_client ./clients/python/touchline_client
 COPY clients/python/touchline_import ./clients/python/touchline_import
+COPY clients/viewer/touchline_viewer ./clients/viewer/touchline_viewer
 RUN pip install . \
     && useradd --create-home --uid 10001 touchline
 

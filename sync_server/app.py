@@ -30,7 +30,7 @@ from sync_server.records import Records
 from sync_server.relay.bus import open_bus
 from sync_server.relay.hub import Hub
 from sync_server.relay.metrics import RelayMetrics
-from sync_server.routes import api_docs, health
+from sync_server.routes import api_docs, health, viewer_pages
 from sync_server.routes import auth as auth_routes
 from sync_server.routes import clubs as club_routes
 from sync_server.routes import events as event_routes
@@ -176,6 +176,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
         match_routes.router,
         event_routes.router,
         *live_routes.ROUTES,
+        viewer_pages.router,
     ]
     jwt_auth = build_jwt_auth(settings, engine_lifespan.provide, sessions)
 
