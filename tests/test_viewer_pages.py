@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-import brotli
+import brotli  # type: ignore[import-untyped]
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
