@@ -24,6 +24,7 @@ from sync_server.auth import Principal, SessionCache, build_jwt_auth, principal_
 from sync_server.db import create_engine
 from sync_server.http_caching import ETagMiddleware
 from sync_server.http_hardening import harden_app
+from sync_server.logs import configure_logging
 from sync_server.problems import exception_handlers
 from sync_server.ratelimit import RateLimiter, RateLimitMiddleware, open_rate_limiter
 from sync_server.records import Records
@@ -244,10 +245,6 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Lite
 
 def app_from_env() -> Litestar:
     """Factory for `uvicorn sync_server.app:app_from_env --factory`."""
-    configure_logging()
-    return create_app(Settings.from_env(os.environ))
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send the server's own log records to stderr (uvicorn configures only its loggers)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(os.environ)
+    configure_logging(logging.INFO, settings.log_format)
+    return create_app(settings)

@@ -8,15 +8,17 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 
-from sync_server.app import configure_logging, create_app
+from sync_server.app import create_app
+from sync_server.logs import configure_logging, logging_config
 from sync_server.migrate import head_revision, upgrade_to_head
 from sync_server.relay.fast_socket import UVICORN_WS
 from sync_server.settings import Settings, SettingsError
 
-__all__ = ["main"]
+__all__ = ["main", "proxy_options"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -45,8 +47,18 @@ def _fastest(module: str) -> str:
     return module if importlib.util.find_spec(module) is not None else "auto"
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's forwarded-header handling: X-Forwarded-For and -Proto are believed from the
+    configured proxies only, and from nobody when there are none (uvicorn's own default would
+    trust 127.0.0.1, letting anything on the machine pick its rate-limit address)."""
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     multi_process = args.workers > 1
+    level = getattr(logging, args.log_level.upper())
     uvicorn.run(
         # Worker processes import the app themselves, each building its settings likewise.
         "sync_server.app:app_from_env" if multi_process else create_app(settings),
@@ -57,6 +69,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         loop=_fastest("uvloop"),
         http=_fastest("httptools"),
         log_level=args.log_level,
+        log_config=logging_config(level, settings.log_format),
+        **proxy_options(settings),
         # The app logs every request itself (sync_server.access) without query strings;
         # uvicorn's access log would print WebSocket tokens from the query.
         access_log=False,
@@ -78,14 +92,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(
-        getattr(logging, args.log_level.upper()) if args.command == "serve" else logging.INFO
-    )
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:
         print(f"sync-server: configuration error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(
+        getattr(logging, args.log_level.upper()) if args.command == "serve" else logging.INFO,
+        settings.log_format,
+    )
 
     if args.command == "migrate":
         upgrade_to_head(settings)

@@ -23,6 +23,8 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
+from sync_server.logs import REQUEST_ID
+
 __all__ = [
     "ACCESS_LOGGER",
     "RequestLogMiddleware",
@@ -125,6 +127,11 @@ class SecurityHeadersMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send_hardened)
 
 
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 def _request_id(scope: Scope) -> str:
     offered = next((value for name, value in scope["headers"] if name == _HEADER_ID), b"")
     text = offered.decode("latin-1")
@@ -160,12 +167,17 @@ class RequestLogMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        # Whatever is logged while this request is served carries its id (sync_server.logs).
+        current = REQUEST_ID.set(request_id)
         # Read now: routing into a mounted app may rewrite scope["path"] on the way in.
         path = scope["path"]
-        if scope["type"] == ScopeType.WEBSOCKET:
-            await self._websocket(scope, receive, send, next_app, request_id, path)
-        else:
-            await self._http(scope, receive, send, next_app, request_id, path)
+        try:
+            if scope["type"] == ScopeType.WEBSOCKET:
+                await self._websocket(scope, receive, send, next_app, request_id, path)
+            else:
+                await self._http(scope, receive, send, next_app, request_id, path)
+        finally:
+            REQUEST_ID.reset(current)
 
     async def _http(
         self,
@@ -209,6 +221,8 @@ class RequestLogMiddleware(ASGIMiddleware):
                     "path": path,
                     "status": status,
                     "duration_ms": duration_ms,
+                    # After uvicorn applied a trusted proxy's X-Forwarded-For.
+                    "client": _client(scope),
                 },
             )
 

@@ -6,6 +6,7 @@ receives a `Settings` (handlers by dependency injection).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -17,7 +18,7 @@ from typing import Final
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["ENVIRONMENTS", "ENV_VARS", "Settings", "SettingsError"]
+__all__ = ["ENVIRONMENTS", "ENV_VARS", "LOG_FORMATS", "Settings", "SettingsError"]
 
 # Every variable `Settings.from_env` reads. docker-compose.yml is tested against this list.
 ENV_VARS: Final = (
@@ -42,7 +43,13 @@ ENV_VARS: Final = (
     "RATE_LIMIT_PER_MINUTE",
     "LOGIN_ATTEMPTS_PER_MINUTE",
     "WS_MESSAGES_PER_SECOND",
+    "RELAY_QUEUE_LIMIT",
+    "RELAY_HEARTBEAT_S",
+    "TRUSTED_PROXIES",
+    "LOG_FORMAT",
 )
+
+LOG_FORMATS: Final = ("text", "json")
 
 ENVIRONMENTS: Final = ("development", "production", "test")
 
@@ -92,6 +99,11 @@ class Settings:
     relay_queue_limit: int = 256
     """Messages a live connection may fall behind by before it is told to resync."""
     relay_heartbeat_s: int = 15
+    trusted_proxies: tuple[str, ...] = ()
+    """Peers (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed;
+    nobody's when empty, so a client cannot pick the address its rate limit is counted under."""
+    log_format: str = "text"
+    """`text` for a terminal, `json` (one object per line, with request ids) for collectors."""
 
     @property
     def base_url(self) -> str:
@@ -156,7 +168,30 @@ class Settings:
             ws_messages_per_second=_int_in_range(values, "WS_MESSAGES_PER_SECOND", 20, low=1),
             relay_queue_limit=_int_in_range(values, "RELAY_QUEUE_LIMIT", 256, low=4),
             relay_heartbeat_s=_int_in_range(values, "RELAY_HEARTBEAT_S", 15, low=1, high=300),
+            trusted_proxies=_networks(values.get("TRUSTED_PROXIES", "")),
+            log_format=_choice(values, "LOG_FORMAT", LOG_FORMATS),
         )
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"TRUSTED_PROXIES must list IP addresses or networks (10.0.0.0/8); got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _choice(values: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = values.get(name, choices[0]).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def _normalise_database_url(raw: str) -> str:

@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from protocol.wire import PushRequest
 from sync_server.app import create_app
+from sync_server.cli import proxy_options
 from sync_server.relay.fast_socket import UVICORN_WS
 from sync_server.settings import Settings
 from tests.auth_fixtures import Club, sign_up
@@ -94,6 +95,8 @@ def serve_in_thread(settings: Settings, *, ws: str = UVICORN_WS) -> Iterator[Ser
         log_level="warning",
         ws=ws,
         ws_per_message_deflate=False,
+        # As `sync-server serve` does: forwarded headers from the configured proxies only.
+        **proxy_options(settings),
     )
     with uvicorn_in_thread(config) as url:
         yield Served(url)
