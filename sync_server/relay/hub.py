@@ -134,6 +134,7 @@ class Hub:
         """The store's commit hook: relay the commit here and tell the other instances, as
         soon as the committing request has answered (a fan-out to thousands of viewers
         should not delay the coach's acknowledgement), in the order announced."""
+        self.metrics.sync.committed(commit)
         asyncio.get_running_loop().call_soon(self._relay_commit, commit, time.time())
 
     def _relay_commit(self, commit: Announcement, at: float) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from sync_server.metrics import SyncMetrics
+
 __all__ = ["CONTENT_TYPE_LATEST", "RelayMetrics"]
 
 # Merge-to-send latency: from the commit that merged a change to the moment its frame was
@@ -64,6 +66,8 @@ class RelayMetrics:
             "Failed reads of the change log while relaying (retried).",
             registry=self.registry,
         )
+        # Sync traffic, conflicts, the log and the pool, in the same registry.
+        self.sync = SyncMetrics(self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -261,7 +261,14 @@ class _Connection:
             self.hub.editing(outbox, message.record)
             return
         try:
-            result = await apply_push(self.store, self.settings, principal, message.change_set)
+            result = await apply_push(
+                self.store,
+                self.settings,
+                principal,
+                message.change_set,
+                self.hub.metrics.sync,
+                "ws",
+            )
         except ProblemError as refused:
             outbox.offer(_error(outbox.seq, refused, message.id))
             return
@@ -319,8 +326,11 @@ async def watch_stream(
 
 
 @get("/metrics", opt={"exclude_from_auth": True}, include_in_schema=False)
-async def metrics(hub: NamedDependency[Hub]) -> Response[bytes]:
+async def metrics(
+    hub: NamedDependency[Hub], engine: NamedDependency[AsyncEngine]
+) -> Response[bytes]:
     """Prometheus metrics (counts only, nothing personal)."""
+    await hub.metrics.sync.sample(engine)
     return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

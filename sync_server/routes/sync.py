@@ -26,7 +26,9 @@ from protocol.wire import (
     ReinstateResponse,
 )
 from sync_server.auth import Principal, require_writer
+from sync_server.metrics import SyncMetrics
 from sync_server.problems import ProblemError, problem_responses
+from sync_server.relay.hub import Hub
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
 
@@ -70,16 +72,34 @@ async def push(
     principal: NamedDependency[Principal],
     store: NamedDependency[ChangeStore],
     settings: NamedDependency[Settings],
+    hub: NamedDependency[Hub],
 ) -> PushResponse:
     """Apply a device's change set atomically and idempotently (see PROTOCOL.md)."""
-    return await apply_push(store, settings, principal, data)
+    return await apply_push(store, settings, principal, data, hub.metrics.sync, "http")
 
 
 async def apply_push(
-    store: ChangeStore, settings: Settings, principal: Principal, data: PushRequest
+    store: ChangeStore,
+    settings: Settings,
+    principal: Principal,
+    data: PushRequest,
+    metrics: SyncMetrics,
+    transport: str,
 ) -> PushResponse:
     """A push as every transport does it (HTTP and the live socket); refusals raise
     ``ProblemError``."""
+    try:
+        answer = await _push(store, settings, principal, data)
+    except ProblemError:
+        metrics.pushes.labels(transport, "refused").inc()
+        raise
+    metrics.pushes.labels(transport, "applied" if answer.applied else "duplicate").inc()
+    return answer
+
+
+async def _push(
+    store: ChangeStore, settings: Settings, principal: Principal, data: PushRequest
+) -> PushResponse:
     _own_device(principal, data.device_id)
     if len(data.changes) > settings.push_max_changes:
         raise ProblemError(
@@ -108,13 +128,17 @@ async def pull(
     principal: NamedDependency[Principal],
     store: NamedDependency[ChangeStore],
     settings: NamedDependency[Settings],
+    hub: NamedDependency[Hub],
 ) -> PullResponse:
     """Changes other devices made after ``cursor``, in server order, one page at a time."""
     _own_device(principal, data.device_id)
     if data.limit > settings.pull_max_limit:
         # A smaller page than asked for is fine: the cursor and has_more say where to go on.
         data = msgspec.structs.replace(data, limit=settings.pull_max_limit)
-    return await store.pull(principal.club_id, data)
+    answer = await store.pull(principal.club_id, data)
+    hub.metrics.sync.pulls.inc()
+    hub.metrics.sync.changes_pulled.inc(len(answer.changes))
+    return answer
 
 
 @get(
