@@ -34,11 +34,15 @@ export interface PageEnvironment {
     addEventListener(type: "visibilitychange", listener: () => void): void;
     removeEventListener(type: "visibilitychange", listener: () => void): void;
   };
-  readonly navigator?: { readonly onLine?: boolean };
+  readonly navigator?: {
+    readonly onLine?: boolean;
+    readonly serviceWorker?: { getRegistration(): Promise<SyncRegistration | undefined> };
+  };
 }
 
 export interface ScheduleOptions {
-  /** The service worker's registration; `navigator.serviceWorker.ready` by default. */
+  /** The service worker's registration; by default the page's current one
+   * (`navigator.serviceWorker.getRegistration()`), looked up each time changes are queued. */
   readonly registration?: SyncRegistration | Promise<SyncRegistration> | null;
   readonly tag?: string;
   /** While changes wait and Background Sync is missing, flush this often (default 30 s). */
@@ -53,7 +57,11 @@ export interface ScheduleOptions {
 export function scheduleSync(client: SyncClient, options: ScheduleOptions = {}): () => void {
   const environment = options.environment ?? (globalThis as unknown as PageEnvironment);
   const tag = options.tag ?? SYNC_TAG;
-  const registration = Promise.resolve(options.registration === undefined ? defaultRegistration() : options.registration).catch(() => null);
+  // Not `navigator.serviceWorker.ready`: it never settles on a page without a worker, and
+  // nothing would ever be flushed from there.
+  const given = options.registration;
+  const registration = (): Promise<SyncRegistration | null> =>
+    Promise.resolve(given === undefined ? currentRegistration(environment) : given).catch(() => null);
   const visible = () => environment.document === undefined || environment.document.visibilityState !== "hidden";
   const online = () => environment.navigator?.onLine !== false;
 
@@ -62,7 +70,7 @@ export function scheduleSync(client: SyncClient, options: ScheduleOptions = {}):
     if (online()) client.sync().catch(() => undefined);
   };
   const onQueued = async () => {
-    const found = await registration;
+    const found = await registration();
     if (found?.sync !== undefined) {
       try {
         await found.sync.register(tag);
@@ -83,7 +91,7 @@ export function scheduleSync(client: SyncClient, options: ScheduleOptions = {}):
   const interval = options.intervalMs ?? 30_000;
   const timer = setInterval(() => {
     void (async () => {
-      const found = await registration;
+      const found = await registration();
       if (found?.sync === undefined && visible() && client.status.pending > 0) flush();
     })();
   }, interval);
@@ -95,9 +103,9 @@ export function scheduleSync(client: SyncClient, options: ScheduleOptions = {}):
   };
 }
 
-function defaultRegistration(): Promise<SyncRegistration> | null {
-  const container = (globalThis.navigator as { serviceWorker?: { ready: Promise<SyncRegistration> } } | undefined)?.serviceWorker;
-  return container?.ready ?? null;
+async function currentRegistration(environment: PageEnvironment): Promise<SyncRegistration | null> {
+  const container = environment.navigator?.serviceWorker;
+  return (await container?.getRegistration()) ?? null;
 }
 
 /** The part of a `SyncEvent` used here. */

@@ -103,6 +103,34 @@ describe("Background Sync", () => {
     expect(transport.pushes.map((p) => p.changes.map((c) => c.seq))).toEqual([[1], [2], [3]]);
   });
 
+  it("flushes from a page with no service worker registered", async () => {
+    const transport = new StubTransport();
+    const sync = await client(transport);
+    const page = new FakePage();
+    // What a browser offers before any worker is registered: `ready` would never settle.
+    Object.assign(page.navigator, {
+      serviceWorker: { ready: new Promise(() => undefined), getRegistration: async () => undefined },
+    });
+    stops.push(scheduleSync(sync, { environment: page, intervalMs: 60_000 }));
+    await sync.create("teams", { name: "Riverside U10" });
+    await waitFor(async () => (await sync.pendingCount()) === 0, "the flush when queued");
+    expect(transport.pushes).toHaveLength(1);
+  });
+
+  it("finds a worker the page registers later, and leaves the push to it", async () => {
+    const transport = new StubTransport();
+    const sync = await client(transport);
+    const page = new FakePage();
+    const tags: string[] = [];
+    let registered: { sync: { register(tag: string): Promise<void> } } | undefined;
+    Object.assign(page.navigator, { serviceWorker: { getRegistration: async () => registered } });
+    stops.push(scheduleSync(sync, { environment: page, intervalMs: 60_000 }));
+    registered = { sync: { register: async (tag) => void tags.push(tag) } };
+    await sync.create("teams", { name: "Riverside U10" });
+    await waitFor(() => tags.length === 1, "the tag");
+    expect(transport.pushes).toHaveLength(0);
+  });
+
   it("flushes the outbox in the service worker's sync event, and asks for a retry when offline", async () => {
     const transport = new StubTransport();
     const sync = await client(transport);
