@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -18,7 +19,7 @@ from sync_server.migrate import head_revision, upgrade_to_head
 from sync_server.relay.fast_socket import UVICORN_WS
 from sync_server.settings import Settings, SettingsError
 
-__all__ = ["main", "proxy_options"]
+__all__ = ["main", "proxy_options", "served_settings"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -47,6 +48,17 @@ def _fastest(module: str) -> str:
     return module if importlib.util.find_spec(module) is not None else "auto"
 
 
+def served_settings(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """The settings with the command line's --host and --port, so that share links name the
+    address the server really listens on. Worker processes build their own settings from the
+    environment, so it says the same to them."""
+    if host:
+        os.environ["HOST"] = host
+    if port:
+        os.environ["PORT"] = str(port)
+    return dataclasses.replace(settings, host=host or settings.host, port=port or settings.port)
+
+
 def proxy_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's forwarded-header handling: X-Forwarded-For and -Proto are believed from the
     configured proxies only, and from nobody when there are none (uvicorn's own default would
@@ -64,8 +76,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         "sync_server.app:app_from_env" if multi_process else create_app(settings),
         factory=multi_process,
         workers=args.workers,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=settings.host,
+        port=settings.port,
         loop=_fastest("uvloop"),
         http=_fastest("httptools"),
         log_level=args.log_level,
@@ -112,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         print("sync-server: --workers must be at least 1", file=sys.stderr)
         return 2
-    _serve(settings, args)
+    _serve(served_settings(settings, args.host, args.port), args)
     return 0
 
 

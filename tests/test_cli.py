@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sync_server.cli import served_settings
 from sync_server.migrate import head_revision
 from sync_server.settings import Settings
 
@@ -144,3 +145,19 @@ def _wait_until_healthy(
                 return response
         time.sleep(0.05)
     pytest.fail(f"/health not ready within {STARTUP_DEADLINE_S}s:\n{log_path.read_text()}")
+
+
+def test_share_links_name_the_port_given_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # served_settings tells worker processes through the environment; keep it to this test.
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("HOST", raising=False)
+    settings = Settings(secret_key="k" * 40)
+    served = served_settings(settings, None, 9123)
+    assert served.base_url == "http://127.0.0.1:9123"
+    assert os.environ["PORT"] == "9123"
+    assert served_settings(settings, "0.0.0.0", None).base_url == "http://0.0.0.0:8000"
+    # An explicit PUBLIC_URL (behind a proxy) wins over either.
+    public = Settings(secret_key="k" * 40, public_url="https://touchline.example.org")
+    assert served_settings(public, None, 9123).base_url == "https://touchline.example.org"

@@ -125,8 +125,11 @@ function end([title, text]) {
   if (heading) heading.textContent = title;
   notice.querySelector("p").textContent = text;
   notice.hidden = false;
-  const view = $("view");
-  if (view) view.hidden = true;
+  // Nothing of the match stays on screen once its link has ended.
+  for (const id of ["view", "events"]) {
+    const part = $(id);
+    if (part) part.hidden = true;
+  }
   setState("ended", "");
 }
 
