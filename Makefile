@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-python test-ts lint typecheck hypothesis-long bench clean check-python
+.PHONY: run test test-python test-ts test-e2e lint typecheck hypothesis-long bench clean check-python
 
 # Fails early, with the fix in the message, rather than deep inside pip or mypy.
 check-python:
@@ -26,7 +26,7 @@ run: check-python $(STAMP)
 	$(BIN)/sync-server migrate
 	$(BIN)/sync-server serve --port $(PORT)
 
-test: check-python $(STAMP) lint typecheck test-python test-ts
+test: check-python $(STAMP) lint typecheck test-python test-ts test-e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -47,6 +47,24 @@ test-ts:
 	else \
 		echo "test-ts: no clients/typescript/package.json yet; nothing to run"; \
 	fi
+
+# The browser story (clients/demo): two coaches on the demo page in headless Chromium, offline
+# and back, and a parent on the share link, against a real server from the venv. Chromium is
+# Debian's (/usr/bin/chromium, installed by .ci/run); no browser is ever downloaded.
+CHROMIUM := /usr/bin/chromium
+test-e2e: $(STAMP)
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$CI" = "true" ]; then \
+			echo "test-e2e: FAILED: $(CHROMIUM) is missing; the browser tests need Debian's chromium package (apt-get install -y chromium, as .ci/run does)" >&2; \
+			exit 1; \
+		fi; \
+		echo "************************************************************************"; \
+		echo "test-e2e: SKIPPED: $(CHROMIUM) is missing, so the browser tests did not run."; \
+		echo "test-e2e: install Debian's chromium package (apt-get install -y chromium) to run them."; \
+		echo "************************************************************************"; \
+		exit 0; \
+	fi; \
+	cd clients/demo && npm ci && CHROMIUM=$(CHROMIUM) npm test
 
 # The merge's convergence properties and the three-device state machine at 100,000 examples
 # each (about 40 minutes on two cores); results in bench/README.md.
