@@ -355,6 +355,39 @@ describe("two coaches offline, a parent watching", () => {
     expect(pageErrors).toEqual([]);
   });
 
+  test("where WebSockets are broken, the page says so, falls back to Server-Sent Events and fits 320 px", async () => {
+    // A narrow old phone on a network that breaks WebSockets: every socket to /ws/ is refused.
+    const context = await browser.newContext({ viewport: { width: 320, height: 640 } });
+    await context.routeWebSocket(/\/ws\/match\//, (socket) => socket.close({ code: 1011, reason: "blocked" }));
+    await context.addInitScript(() => {
+      const seen: string[] = [];
+      (window as unknown as { __states: string[] }).__states = seen;
+      new MutationObserver(() => {
+        const state = document.body?.dataset.state;
+        if (state !== undefined && seen.at(-1) !== state) seen.push(state);
+      }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+    });
+    const page = await context.newPage();
+    page.on("pageerror", (error) => pageErrors.push(`viewer (SSE): ${error.message}`));
+    const streams: string[] = [];
+    page.on("request", (request) => {
+      if (request.url().includes("/stream")) streams.push(request.url());
+    });
+    await page.goto(shareUrl);
+    await page.waitForSelector('body[data-state="live"]', { timeout: WAIT_MS });
+    expect(streams.length).toBeGreaterThan(0);
+    const states = await page.evaluate(() => (window as unknown as { __states: string[] }).__states);
+    expect(states).toContain("reconnecting");
+    const before = Number(await page.textContent("#home-score"));
+    await anna.click("#goal-home");
+    await waitText(page, "#home-score", String(before + 1));
+    // Nothing wider than the screen: no sideways scrolling on a 320 px phone.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(320);
+    await page.screenshot({ path: join(screenshots, "viewer-320-sse.png") });
+    await context.close();
+    expect(pageErrors).toEqual([]);
+  });
+
   test("switching the link off turns the parent's page into a friendly notice", async () => {
     await anna.click("#revoke");
     await waitText(anna, "#share-url", "The link is switched off.");
