@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync_server.app import create_app
 from sync_server.logs import configure_logging, logging_config
@@ -115,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     if args.command == "migrate":
-        upgrade_to_head(settings)
+        try:
+            upgrade_to_head(settings)
+        except (SQLAlchemyError, OSError) as exc:
+            # One line an operator can act on, not the driver's traceback.
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            print(f"sync-server: database error: {type(exc).__name__}: {reason}", file=sys.stderr)
+            return 1
         print(f"database at revision {head_revision(settings)}")
         return 0
     if args.port is not None and not 1 <= args.port <= 65535:

@@ -7,18 +7,33 @@ tests and the container all migrate with the same configuration as the server it
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Final
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import Column, MetaData, String, Table, inspect, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync_server.db import reading
 from sync_server.settings import Settings
 
-__all__ = ["alembic_config", "head_revision", "upgrade_to_head", "upgrade_to_head_async"]
+__all__ = [
+    "alembic_config",
+    "database_revision",
+    "head_revision",
+    "newest_revision",
+    "upgrade_to_head",
+    "upgrade_to_head_async",
+]
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+# Alembic's own bookkeeping table, described here so the engine's schema translation places
+# it in the configured schema as it does every other table.
+_VERSIONS: Final = Table("alembic_version", MetaData(), Column("version_num", String(32)))
 
 
 def alembic_config(settings: Settings) -> Config:
@@ -45,7 +60,30 @@ async def upgrade_to_head_async(settings: Settings) -> None:
 
 def head_revision(settings: Settings) -> str:
     """The newest revision id among the migration scripts."""
-    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    del settings  # the scripts are the package's own, whatever the database
+    return newest_revision()
+
+
+@functools.cache
+def newest_revision() -> str:
+    """The newest revision id among the migration scripts (read once per process)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
     if head is None:
         raise RuntimeError(f"no migration scripts found in {MIGRATIONS_DIR}")
     return head
+
+
+async def database_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database was migrated to; None before the first migration."""
+    async with reading(engine) as conn:
+        if not await conn.run_sync(_has_versions):
+            return None
+        return await conn.scalar(select(_VERSIONS.c.version_num))
+
+
+def _has_versions(connection: Connection) -> bool:
+    # The inspector does not apply the schema translation: name the schema it maps to.
+    translate = connection.get_execution_options().get("schema_translate_map") or {}
+    return inspect(connection).has_table(_VERSIONS.name, schema=translate.get(None))

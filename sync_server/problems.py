@@ -287,6 +287,31 @@ def _database_unavailable(
     )
 
 
+# SQLSTATE classes and codes that mean "the database is not available right now", whatever
+# exception class the driver raised them as: connection exceptions, PostgreSQL starting up,
+# shutting down or refusing connections, too many connections, out of resources.
+_UNAVAILABLE_STATES: Final = ("08", "57P01", "57P02", "57P03", "53")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot serve now (retry later) rather than that
+    this request is wrong."""
+    if isinstance(exc, sql_errors.OperationalError | sql_errors.InterfaceError | TimeoutError):
+        return True
+    if isinstance(exc, sql_errors.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES)
+    return isinstance(exc, OSError)
+
+
+def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if database_unavailable(exc):
+        return _database_unavailable(request, exc)
+    return _unexpected_error(request, exc)
+
+
 def exception_handlers() -> ExceptionHandlersMap:
     """The handlers to install on the app; Litestar picks the most specific class."""
     return {
@@ -297,6 +322,9 @@ def exception_handlers() -> ExceptionHandlersMap:
         sql_errors.OperationalError: _database_unavailable,
         sql_errors.InterfaceError: _database_unavailable,
         sql_errors.TimeoutError: _database_unavailable,
+        # PostgreSQL refusing connections while it starts or stops (57P03) arrives as a bare
+        # DBAPIError: told apart by its SQLSTATE, it is a 503, not a 500.
+        sql_errors.DBAPIError: _database_error,
         OSError: _database_unavailable,
         Exception: _unexpected_error,
     }

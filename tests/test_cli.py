@@ -161,3 +161,21 @@ def test_share_links_name_the_port_given_on_the_command_line(
     # An explicit PUBLIC_URL (behind a proxy) wins over either.
     public = Settings(secret_key="k" * 40, public_url="https://touchline.example.org")
     assert served_settings(public, None, 9123).base_url == "https://touchline.example.org"
+
+
+def test_migrate_says_in_one_line_why_it_cannot_reach_the_database(
+    server_env: dict[str, str],
+) -> None:
+    server_env["DATABASE_URL"] = "postgresql+asyncpg://postgres@127.0.0.1:1/test"
+    result = subprocess.run(
+        [str(SYNC_SERVER), "migrate"],
+        env=server_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("sync-server: database error: ")
+    assert "Traceback" not in result.stderr

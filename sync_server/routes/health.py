@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server.db import check_database
+from sync_server.migrate import database_revision, newest_revision
 from sync_server.problems import ProblemError, problem_responses
 
 __all__ = ["ROUTES", "health", "ready"]
@@ -48,6 +49,7 @@ async def ready(engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             await check_database(engine)
+            revision = await database_revision(engine)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         logger.warning("readiness check failed: %r", exc)
         raise ProblemError(
@@ -57,7 +59,20 @@ async def ready(engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
             "The server cannot reach its database; retry shortly.",
             headers={"Retry-After": "1"},
         ) from exc
-    return {"status": "ready"}
+    if revision != newest_revision():
+        # Serving an older schema would answer 500s: wait for `sync-server migrate`.
+        logger.warning(
+            "not ready: database at revision %s, server needs %s", revision, newest_revision()
+        )
+        raise ProblemError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "database-not-migrated",
+            "Database not migrated",
+            f"The database is at schema revision {revision or 'none'}; this server needs "
+            f"{newest_revision()}. Run `sync-server migrate`.",
+            headers={"Retry-After": "5"},
+        )
+    return {"status": "ready", "revision": revision}
 
 
 ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (health, ready)
