@@ -70,6 +70,21 @@ async function api<T>(method: string, path: string, body?: unknown, token?: stri
   return (text === "" ? undefined : JSON.parse(text)) as T;
 }
 
+/** Relative luminance (WCAG 2) of a computed `rgb(r, g, b)` colour. */
+function luminance(colour: string): number {
+  const [r, g, b] = (colour.match(/\d+(\.\d+)?/g) ?? []).slice(0, 3).map((part) => {
+    const c = Number(part) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * (r ?? 0) + 0.7152 * (g ?? 0) + 0.0722 * (b ?? 0);
+}
+
+/** WCAG 2 contrast ratio of two computed colours. */
+function contrast(a: string, b: string): number {
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x) as [number, number];
+  return (light + 0.05) / (dark + 0.05);
+}
+
 /** Wait until `selector`'s text is `expected`; on timeout, say what it was instead. */
 async function waitText(page: Page, selector: string, expected: string, timeout = WAIT_MS): Promise<void> {
   try {
@@ -220,6 +235,8 @@ describe("two coaches offline, a parent watching", () => {
     const response = await viewer.goto(shareUrl);
     expect(response?.status()).toBe(200);
     await viewer.waitForSelector('body[data-state="live"]', { timeout: WAIT_MS });
+    const [text, background] = await viewer.evaluate(() => [getComputedStyle(document.body).color, getComputedStyle(document.body).backgroundColor]);
+    expect(contrast(text, background)).toBeGreaterThanOrEqual(4.5);
     await waitText(viewer, "#home-name", "Riverside U11");
     await waitText(viewer, "#away-name", "Hillview U11");
     await waitText(viewer, "#home-score", "1");
@@ -357,7 +374,7 @@ describe("two coaches offline, a parent watching", () => {
 
   test("where WebSockets are broken, the page says so, falls back to Server-Sent Events and fits 320 px", async () => {
     // A narrow old phone on a network that breaks WebSockets: every socket to /ws/ is refused.
-    const context = await browser.newContext({ viewport: { width: 320, height: 640 } });
+    const context = await browser.newContext({ viewport: { width: 320, height: 640 }, colorScheme: "dark" });
     await context.routeWebSocket(/\/ws\/match\//, (socket) => socket.close({ code: 1011, reason: "blocked" }));
     await context.addInitScript(() => {
       const seen: string[] = [];
@@ -383,6 +400,10 @@ describe("two coaches offline, a parent watching", () => {
     await waitText(page, "#home-score", String(before + 1));
     // Nothing wider than the screen: no sideways scrolling on a 320 px phone.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(320);
+    // Dark mode follows the phone, with text that stays readable (WCAG contrast of at least 4.5).
+    const [text, background] = await page.evaluate(() => [getComputedStyle(document.body).color, getComputedStyle(document.body).backgroundColor]);
+    expect(contrast(text, background)).toBeGreaterThanOrEqual(4.5);
+    expect(luminance(background)).toBeLessThan(0.1);
     await page.screenshot({ path: join(screenshots, "viewer-320-sse.png") });
     await context.close();
     expect(pageErrors).toEqual([]);
