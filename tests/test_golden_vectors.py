@@ -13,7 +13,6 @@ import json
 import random
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,15 +20,14 @@ import pytest
 
 from protocol import merge
 from protocol.hlc import Hlc, HybridClock, stamp
-from protocol.ingest import DeviceCursor, PushRejected, RecordKey, StoredChange, plan_push
+from protocol.ingest import RecordKey
 from protocol.schema import TABLES, check_value
 from protocol.vector_clock import advance, compare, covers
 from protocol.vector_clock import merge as merge_vectors
 from protocol.wire import Change, PushRequest
+from tests.vectors.reference import Json, Server, records_json
 
 VECTORS: Final = Path(__file__).resolve().parent / "vectors"
-
-Json = Any
 
 
 def load(name: str) -> Json:
@@ -128,31 +126,6 @@ def replay(batches: Iterable[Iterable[Mapping[str, Json]]]) -> list[Json]:
     return records_json(replica)
 
 
-def version_json(version: merge.FieldVersion | None) -> Json:
-    if version is None:
-        return None
-    return {
-        "value": version.value,
-        "hlc": version.hlc,
-        "device_id": version.device_id,
-        "seq": version.seq,
-    }
-
-
-def records_json(replica: Mapping[RecordKey, merge.RecordState]) -> list[Json]:
-    ordered = sorted(replica.items(), key=lambda item: (item[0][0], str(item[0][1])))
-    return [
-        {
-            "table": table,
-            "id": str(record_id),
-            "fields": {name: version_json(v) for name, v in sorted(state.fields.items())},
-            "archived": version_json(state.deleted),
-            "is_archived": state.is_deleted,
-        }
-        for (table, record_id), state in ordered
-    ]
-
-
 @pytest.mark.parametrize("case", named(load("merge.json")["cases"]))
 def test_merge(case: Json) -> None:
     changes = case["changes"]
@@ -168,73 +141,6 @@ def test_merge(case: Json) -> None:
 
 
 # -- ingest ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    max_skew_ms: int
-    devices: dict[str, DeviceCursor] = field(default_factory=dict)
-    stored: dict[str, dict[int, StoredChange]] = field(default_factory=dict)
-    records: dict[RecordKey, merge.RecordState] = field(default_factory=dict)
-    club_max: Hlc | None = None
-    log: list[Json] = field(default_factory=list)
-
-    def push(self, request: PushRequest, now_ms: int) -> Json:
-        try:
-            plan = plan_push(
-                request,
-                device=self.devices.get(request.device_id, DeviceCursor()),
-                stored=self.stored.get(request.device_id, {}),
-                records=self.records,
-                now_ms=now_ms,
-                max_skew_ms=self.max_skew_ms,
-                club_max=self.club_max,
-            )
-        except PushRejected as rejected:
-            return {"error": {"status": rejected.status, "code": rejected.code}}
-        stored = self.stored.setdefault(request.device_id, {})
-        for accepted in plan.accepted:
-            change, effective = accepted.change, accepted.hlc.encode()
-            stored[change.seq] = StoredChange(
-                change.seq,
-                change.hlc,
-                effective,
-                change.table,
-                change.id,
-                change.op,
-                dict(change.fields),
-            )
-            self.log.append(
-                {
-                    "server_seq": len(self.log) + 1,
-                    "device_id": request.device_id,
-                    "seq": change.seq,
-                    "hlc": effective,
-                    "table": change.table,
-                    "id": str(change.id),
-                    "op": change.op,
-                    "fields": dict(change.fields),
-                }
-            )
-        self.records.update(plan.states)
-        self.devices[request.device_id] = plan.device
-        self.club_max = plan.club_max
-        return {
-            "acked_seq": plan.device.last_seq,
-            "applied": len(plan.accepted),
-            "duplicates": plan.duplicates,
-            "restamped": [{"seq": r.seq, "hlc": r.hlc} for r in plan.restamped],
-            "conflicts": [
-                {
-                    "table": c.table,
-                    "record_id": str(c.record_id),
-                    "field": c.conflict.field,
-                    "winner": version_json(c.conflict.winner),
-                    "loser": version_json(c.conflict.loser),
-                }
-                for c in plan.conflicts
-            ],
-        }
 
 
 def request_of(body: Json) -> PushRequest:

@@ -98,7 +98,7 @@ async def watch(
     return view
 
 
-def _provide_share_links(
+def provide_share_links(
     engine: NamedDependency[AsyncEngine], settings: NamedDependency[Settings]
 ) -> ShareLinks:
     return ShareLinks(engine=engine, settings=settings)
@@ -107,6 +107,6 @@ def _provide_share_links(
 router = Router(
     path="/api",
     route_handlers=[get_share, mint_share, revoke_share, watch],
-    dependencies={"share_links": Provide(_provide_share_links, sync_to_thread=False)},
+    dependencies={"share_links": Provide(provide_share_links, sync_to_thread=False)},
     tags=["share links"],
 )

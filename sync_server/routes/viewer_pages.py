@@ -16,11 +16,10 @@ from typing import Final
 from litestar import MediaType, Response, Router, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server.auth import utc_now
 from sync_server.problems import ProblemError
-from sync_server.settings import Settings
+from sync_server.routes.share import provide_share_links
 from sync_server.share_links import ShareLinks
 from touchline_viewer import ASSETS, STATIC
 
@@ -96,14 +95,8 @@ async def asset(name: FromPath[str]) -> Response[bytes]:
     )
 
 
-def _provide_share_links(
-    engine: NamedDependency[AsyncEngine], settings: NamedDependency[Settings]
-) -> ShareLinks:
-    return ShareLinks(engine=engine, settings=settings)
-
-
 router = Router(
     path="/watch",
     route_handlers=[watch_page, overlay_page, asset],
-    dependencies={"share_links": Provide(_provide_share_links, sync_to_thread=False)},
+    dependencies={"share_links": Provide(provide_share_links, sync_to_thread=False)},
 )

@@ -1,0 +1,1 @@
+"""Golden vectors shared by the Python and TypeScript test suites."""
