@@ -1,24 +1,31 @@
-"""`sync-server`: migrate the database or serve the app with uvicorn."""
+"""`sync-server`: migrate the database, serve the app with uvicorn, or compact the log."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import importlib.util
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from protocol.compaction import CompactionRefused, CompactionReport
+from sync_server import tables
 from sync_server.app import create_app
+from sync_server.db import create_engine
 from sync_server.logs import configure_logging, logging_config
 from sync_server.migrate import head_revision, upgrade_to_head
 from sync_server.relay.fast_socket import UVICORN_WS
 from sync_server.settings import Settings, SettingsError
+from sync_server.store_pg import open_store
 
 __all__ = ["main", "proxy_options", "served_settings"]
 
@@ -41,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
 
     commands.add_parser("migrate", help="upgrade the database schema to the newest revision")
+
+    compact = commands.add_parser(
+        "compact",
+        help="drop superseded log entries of finished matches (PROTOCOL.md §6.6)",
+    )
+    which = compact.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--match", type=uuid.UUID, metavar="ID", help="compact this match (in any club)"
+    )
+    which.add_argument(
+        "--finished", action="store_true", help="compact every finished match of every club"
+    )
     return parser
 
 
@@ -103,6 +122,55 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+async def _compact(settings: Settings, match_id: uuid.UUID | None) -> int:
+    """Compact one match (``match_id``) or every finished one, printing each match's log
+    size before and after. Exit status 1 when the one match asked for was not compacted."""
+    engine = create_engine(settings, pooled=False)
+    store = open_store(engine, max_skew_ms=settings.max_clock_skew_ms)
+    compacted: list[CompactionReport] = []
+    unfinished = 0
+    refused = False
+    try:
+        m = tables.matches
+        query = select(m.c.club_id, m.c.id).order_by(m.c.club_id, m.c.id)
+        if match_id is not None:
+            query = query.where(m.c.id == match_id)
+        async with engine.connect() as conn:
+            targets = [(row.club_id, row.id) for row in await conn.execute(query)]
+        for club_id, match in targets:
+            try:
+                report = await store.compact(club_id, match)
+            except CompactionRefused as exc:
+                if match_id is None and exc.code in ("not-finished", "no-log"):
+                    unfinished += 1
+                    continue
+                refused = True
+                print(f"club {club_id} match {match}: not compacted: {exc.reason}")
+                continue
+            compacted.append(report)
+            print(
+                f"club {club_id} match {match}: "
+                f"{report.before.entries:,} -> {report.after.entries:,} log entries, "
+                f"{report.before.bytes:,} -> {report.after.bytes:,} bytes"
+            )
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"sync-server: database error: {type(exc).__name__}: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    if match_id is not None and not targets:
+        print(f"sync-server: no match {match_id}", file=sys.stderr)
+        return 1
+    before = sum(report.before.entries for report in compacted)
+    after = sum(report.after.entries for report in compacted)
+    summary = f"compacted {len(compacted)} match(es): {before:,} -> {after:,} log entries"
+    if unfinished:
+        summary += f"; {unfinished} not finished, left as they are"
+    print(summary)
+    return 1 if refused else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -125,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"database at revision {head_revision(settings)}")
         return 0
+    if args.command == "compact":
+        return asyncio.run(_compact(settings, args.match))
     if args.port is not None and not 1 <= args.port <= 65535:
         print("sync-server: --port must be 1..65535", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from protocol.compaction import CompactionReport
 from protocol.ingest import RecordKey, ServerWrite
 from protocol.merge import RecordState
 from protocol.wire import (
@@ -128,6 +129,12 @@ class ChangeStore(Protocol):
         """Record changes the server makes, inside ``conn``'s transaction: its own (as
         ``server``) or a REST caller's (as that caller's REST device, ``causal`` so that the
         writes overwrite everything the club's log holds)."""
+        ...
+
+    async def compact(self, club_id: uuid.UUID, match_id: uuid.UUID) -> CompactionReport:
+        """Drop the log entries of a finished match that hold no winning version any more,
+        in one transaction (PROTOCOL.md §6.6); raise ``CompactionRefused`` (nothing changed)
+        when the match is not at a causally stable point."""
         ...
 
     async def ping(self) -> None:

@@ -16,11 +16,12 @@ from typing import Any
 
 import anyio
 import msgspec
-from sqlalchemy import Row, Table, and_, insert, or_, select, text, update
+from sqlalchemy import Row, Table, and_, delete, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from protocol import merge
+from protocol.compaction import CompactionReport, plan_compaction, with_stand_ins
 from protocol.hlc import Hlc
 from protocol.ingest import (
     DeviceCursor,
@@ -35,7 +36,7 @@ from protocol.ingest import (
     reinstating_change,
     server_change_set,
 )
-from protocol.schema import Scalar
+from protocol.schema import TABLES, Scalar
 from protocol.wire import (
     ConflictRecord,
     LoggedChange,
@@ -60,6 +61,8 @@ from sync_server.store import (
 )
 
 _FIELDS = msgspec.json.Decoder(dict[str, Scalar])
+_DELETE_BATCH = 500
+"""Log entries deleted per statement by a compaction (SQLite binds at most 32,766 values)."""
 ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
@@ -125,6 +128,10 @@ class SqlChangeStore:
             head, club_max, device = await self._open_push(conn, club_id, request.device_id)
             stored = await self._stored(conn, club_id, request, device.last_seq)
             records = await self._states(conn, club_id, record_keys(request))
+            # Re-sent changes whose entries a compaction dropped (PROTOCOL.md §6.6).
+            stored = with_stand_ins(
+                request, last_seq=device.last_seq, stored=stored, records=records
+            )
             now_ms = self._clock.now_ms()
             plan = plan_push(
                 checked,
@@ -498,6 +505,71 @@ class SqlChangeStore:
             change=_planned_log(plan, head)[0],
             cursor=head + 1,
         )
+
+    # -- compaction ---------------------------------------------------------------------------
+
+    async def compact(self, club_id: uuid.UUID, match_id: uuid.UUID) -> CompactionReport:
+        log = tables.change_log
+        async with self._writing(), self._engine.begin() as conn:
+            if self._is_postgres:
+                # The club's write lock: no push merges into the match while it is read.
+                await conn.execute(ADVISORY_LOCK, {"key": lock_key(club_id)})
+            rows = (
+                await conn.execute(
+                    select(log)
+                    .where(log.c.club_id == club_id, log.c.match_id == match_id)
+                    .order_by(log.c.server_seq)
+                )
+            ).all()
+            entries = [_logged(row) for row in rows]
+            plan = plan_compaction(
+                match_id,
+                entries,
+                acknowledged=await self._acknowledged(conn, club_id, {r.device_id for r in rows}),
+                restamped={(r.device_id, int(r.device_seq)) for r in rows if r.hlc != r.sent_hlc},
+                stored=await self._match_states(conn, club_id, match_id),
+            )
+            dropped = [entry.server_seq for entry in plan.dropped]
+            for start in range(0, len(dropped), _DELETE_BATCH):
+                batch = dropped[start : start + _DELETE_BATCH]
+                await conn.execute(
+                    delete(log).where(log.c.club_id == club_id, log.c.server_seq.in_(batch))
+                )
+        return plan.report
+
+    async def _acknowledged(
+        self, conn: AsyncConnection, club_id: uuid.UUID, device_ids: set[str]
+    ) -> dict[str, int]:
+        """The ``last`` of each of these devices: what the server stored and acknowledged."""
+        if not device_ids:
+            return {}
+        d = tables.devices
+        rows = await conn.execute(
+            select(d.c.id, d.c.last_seq).where(d.c.club_id == club_id, d.c.id.in_(device_ids))
+        )
+        return {row.id: int(row.last_seq) for row in rows}
+
+    async def _match_states(
+        self, conn: AsyncConnection, club_id: uuid.UUID, match_id: uuid.UUID
+    ) -> dict[RecordKey, merge.RecordState]:
+        """The merged state of the match record and of every record with its ``match_id``."""
+        states: dict[RecordKey, merge.RecordState] = {}
+        for table_name, spec in TABLES.items():
+            if spec.record_is_match:
+                key_column = "id"
+            elif spec.match_field is not None:
+                key_column = spec.match_field
+            else:
+                continue
+            t = tables.DOMAIN_TABLES[table_name]
+            rows = await conn.execute(
+                select(t.c.id, t.c.sync_state).where(
+                    t.c.club_id == club_id, t.c[key_column] == match_id
+                )
+            )
+            for row in rows:
+                states[(table_name, row.id)] = merge.decode_state(row.sync_state)
+        return states
 
     # -- changes the server makes itself ------------------------------------------------------
 
