@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server import __version__
 from sync_server.auth import Principal, SessionCache, build_jwt_auth, principal_of
-from sync_server.db import create_engine
+from sync_server.db import create_engine, dispose_engine
 from sync_server.http_caching import ETagMiddleware
 from sync_server.http_hardening import harden_app
 from sync_server.logs import configure_logging
@@ -82,7 +82,7 @@ class _EngineLifespan:
                 async with self._relay():
                     yield
             finally:
-                await self._engine.dispose()
+                await dispose_engine(self._engine)
                 self._engine = None
                 self._store = None
         finally:

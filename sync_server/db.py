@@ -7,6 +7,7 @@ reached through the same `AsyncEngine`, and tables are defined without a schema 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from sync_server.settings import Settings
 
-__all__ = ["check_database", "create_engine"]
+__all__ = ["check_database", "create_engine", "dispose_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,28 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn:
         await conn.execution_options(**_READ_ONLY)
         yield conn
+
+
+DISPOSE_TIMEOUT_S: Final = 3.0
+"""How long closing the pool's connections may take at shutdown before they are dropped."""
+
+
+async def dispose_engine(engine: AsyncEngine, timeout_s: float = DISPOSE_TIMEOUT_S) -> None:
+    """Close the engine's pooled connections, politely but within ``timeout_s``.
+
+    Closing a connection sends a ROLLBACK and waits for the answer: a database that stopped
+    answering without closing the socket (a hung host, a partition dropping packets) would
+    hold a shutting-down server forever, until an orchestrator killed it. After the time
+    limit the pool is dropped and the process's exit closes the sockets."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await engine.dispose()
+    except TimeoutError:
+        logger.warning(
+            "the database did not answer while its connections were closed (%.0f s); dropping them",
+            timeout_s,
+        )
+        await engine.dispose(close=False)
 
 
 async def check_database(engine: AsyncEngine) -> None:
