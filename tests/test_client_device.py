@@ -72,12 +72,18 @@ class FaultyTransport(ForwardingTransport):
     def __init__(self, inner: SyncTransport) -> None:
         super().__init__(inner)
         self.lose_push_answers = 0
+        self.busy_for_s: list[float] = []
+        """Refuse the next pushes as a busy server would: 503 with these Retry-Afters."""
         self.store_only_first: int | None = None
         self.requests: list[PushRequest] = []
         self.answers: list[PushResponse] = []
 
     async def push(self, request: PushRequest) -> PushResponse:
         self.requests.append(request)
+        if self.busy_for_s:
+            raise SyncUnavailable(
+                "503 database-unavailable", status=503, retry_after_s=self.busy_for_s.pop(0)
+            )
         if self.store_only_first is not None and len(request.changes) > self.store_only_first:
             head = msgspec.structs.replace(
                 request, changes=request.changes[: self.store_only_first]
@@ -299,6 +305,28 @@ async def test_sync_retries_with_backoff_after_a_lost_answer(club: Club) -> None
         await a.sync()
     assert len(waits) == 2 + 3 and a.pending == 1
     assert await a.push() == 1 and await club.log_rows("coach-a") == 2
+
+
+async def test_sync_waits_at_least_what_retry_after_asks(club: Club) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    transport = club.transport("coach-a")
+    a = SyncDevice(
+        "coach-a",
+        transport,
+        now_ms=club.clock.skewed(0),
+        sleep=sleep,
+        retry=RetryPolicy(attempts=4, base_s=0.1, cap_s=0.5),
+    )
+    club.goal(a)
+    transport.busy_for_s = [5.0, 1.0]
+    assert (await a.sync()).pushed == 1
+    # Never sooner than asked, and spread above it so turned-away phones do not return as one.
+    assert 5.0 <= waits[0] <= 7.5 and 1.0 <= waits[1] <= 1.5
+    assert await club.log_rows("coach-a") == 1
 
 
 async def test_a_restarted_device_resends_its_outbox_without_duplicates(

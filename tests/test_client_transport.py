@@ -35,6 +35,7 @@ from touchline_client import (
     SyncUnavailable,
     Tokens,
 )
+from touchline_client.transport import checked
 
 pytestmark = pytest.mark.anyio
 
@@ -354,3 +355,17 @@ def test_the_client_needs_nothing_of_the_server() -> None:
                 continue
             third_party = {n for n in names if n not in sys.stdlib_module_names}
             assert third_party <= allowed, f"{source.name} imports {third_party - allowed}"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"), [("7", 7.0), ("0", 0.0), ("soon", None), ("99999", None), (None, None)]
+)
+def test_retry_after_travels_with_an_unavailable_answer(
+    header: str | None, expected: float | None
+) -> None:
+    headers = {"retry-after": header} if header is not None else {}
+    answer = httpx.Response(503, headers=headers, json={"type": "/problems/database-unavailable"})
+    with pytest.raises(SyncUnavailable) as raised:
+        checked(answer, "POST /push")
+    assert raised.value.retry_after_s == expected
+    assert raised.value.status == 503

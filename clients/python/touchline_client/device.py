@@ -211,10 +211,15 @@ class SyncDevice:
                     if self._replica.outbox:
                         pushed += await self._push(max_changes)
                     return SyncResult(pushed, pulled)
-                except SyncUnavailable:
+                except SyncUnavailable as unavailable:
                     if attempt + 1 == self._retry.attempts:
                         raise
-                await self._sleep(self._retry.delay(attempt, self._rng))
+                    # Never sooner than the server asked (PROTOCOL.md §10), jittered above it
+                    # so that the phones it turned away do not all return at once.
+                    wait = self._retry.delay(attempt, self._rng)
+                    if unavailable.retry_after_s is not None:
+                        wait = max(wait, unavailable.retry_after_s * (1 + self._rng.random() / 2))
+                await self._sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def refresh_conflicts(self, match_id: uuid.UUID | None = None) -> list[ConflictRecord]:

@@ -95,11 +95,18 @@ class SyncUnavailable(SyncError):
     """No usable answer from the server; the request may or may not have been applied."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, problem: Mapping[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        problem: Mapping[str, Any] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.problem: dict[str, Any] = dict(problem or {})
+        self.retry_after_s = retry_after_s
+        """The server's ``Retry-After`` (429, 503), in seconds: wait at least this long."""
 
 
 class SyncTransport(Protocol):
@@ -271,8 +278,25 @@ def checked(response: httpx.Response, what: str) -> httpx.Response:
         return response
     problem = _problem(response)
     if status >= 500 or status in _RETRYABLE_CLIENT_STATUSES:
-        raise SyncUnavailable(f"{what}: server answered {status}", status=status, problem=problem)
+        raise SyncUnavailable(
+            f"{what}: server answered {status}",
+            status=status,
+            problem=problem,
+            retry_after_s=_retry_after(response.headers.get("retry-after")),
+        )
     raise SyncRejected(status, problem)
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (the server sends whole seconds; an HTTP date,
+    which it never sends, is ignored)."""
+    if header is None:
+        return None
+    try:
+        seconds = float(header.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 3600 else None
 
 
 def _check_auth(auth: object) -> None:
