@@ -288,10 +288,7 @@ export function isTimestamp(value: string): boolean {
   const [, year, month, day, hour, minute, second] = found.map(Number) as number[];
   if (!isRealDate(year ?? 0, month ?? 0, day ?? 0)) return false;
   if ((hour ?? 24) > 23 || (minute ?? 60) > 59 || (second ?? 60) > 59) return false;
-  if (found[8] !== "Z") {
-    // The server takes any offset strictly within ±24 hours.
-    const offsetMinutes = Number(found[10]) * 60 + Number(found[11]);
-    if (offsetMinutes >= 24 * 60) return false;
-  }
+  // RFC 3339's offset: hours 00-23, minutes 00-59.
+  if (found[8] !== "Z" && (Number(found[10]) > 23 || Number(found[11]) > 59)) return false;
   return true;
 }
