@@ -52,8 +52,6 @@ let matchId: string | null = null;
 let live: LiveMatch | null = null;
 let shareId: string | null = null;
 let lastPending = 0;
-/** Players named by events before the device had them: pulled once each. */
-const requested = new Set<string>();
 
 // -- opening the client ---------------------------------------------------------------------
 
@@ -229,12 +227,6 @@ async function draw(): Promise<void> {
   const events = (await rows("events"))
     .filter((row) => row.values.match_id === id)
     .sort((a, b) => Number(a.values.period_number ?? 0) - Number(b.values.period_number ?? 0) || Number(a.values.clock_ms ?? 0) - Number(b.values.clock_ms ?? 0) || (a.id < b.id ? -1 : 1));
-  // Live updates carry the match's records only; a new player arrives with the next pull.
-  const unknown = events.map((event) => text(event.values.player_id)).filter((player) => player !== "" && !players.has(player) && !requested.has(player));
-  if (unknown.length > 0) {
-    for (const player of unknown) requested.add(player);
-    void syncNow();
-  }
   const { home, away } = score(match.values, events);
   $("#home-name").textContent = teamName(match.values.home_team_id);
   $("#away-name").textContent = teamName(match.values.away_team_id);

@@ -12,6 +12,7 @@
 import { LoginRequired, SyncError, SyncRejected } from "./errors.js";
 import { Emitter } from "./events.js";
 import { DEFAULT_RETRY, backoffDelay, type RetryPolicy } from "./retry.js";
+import type { TableName } from "./schema.js";
 import type { SyncClient } from "./sync.js";
 import type { ConflictRecord, LoggedChange, Problem } from "./wire.js";
 
@@ -72,6 +73,15 @@ const FINAL_CLOSES = new Map([
 ]);
 
 /** A live subscription to one match; {@link start} it, {@link stop} it when the match leaves the screen. */
+/** Fields of match records that name club-wide records, and the table they name. */
+const CLUB_WIDE_REFERENCES: ReadonlyArray<readonly [string, TableName]> = [
+  ["player_id", "players"],
+  ["team_id", "teams"],
+  ["home_team_id", "teams"],
+  ["away_team_id", "teams"],
+  ["season_id", "seasons"],
+];
+
 export class LiveMatch {
   readonly matchId: string;
   readonly #client: SyncClient;
@@ -88,6 +98,9 @@ export class LiveMatch {
   #watchdog: ReturnType<typeof setTimeout> | null = null;
   // Messages are merged one after the other, in the order they came.
   #work: Promise<void> = Promise.resolve();
+  // Club-wide records (players, teams, seasons) the match named before this device had them,
+  // already asked for by a pull: the socket carries the match's records only (§17.3).
+  readonly #asked = new Set<string>();
   #state: LiveState = "closed";
 
   constructor(client: SyncClient, matchId: string, options: LiveOptions = {}) {
@@ -117,6 +130,23 @@ export class LiveMatch {
       void this.#connect();
     }
     return this;
+  }
+
+  /** Pull (unscoped) once when merged changes name a player, team or season this device
+   * does not hold yet, so a scorer another coach just added has a name at once. */
+  async #pullWhatItNames(changes: readonly LoggedChange[]): Promise<void> {
+    const unknown: string[] = [];
+    for (const change of changes) {
+      for (const [field, table] of CLUB_WIDE_REFERENCES) {
+        const id = change.fields[field];
+        const key = `${table}:${String(id)}`;
+        if (typeof id !== "string" || this.#asked.has(key)) continue;
+        this.#asked.add(key);
+        if ((await this.#client.get(table, id)) === null) unknown.push(key);
+      }
+    }
+    if (unknown.length === 0) return;
+    this.#client.pull().catch((error: unknown) => this.#events.emit("error", asSyncError(error)));
   }
 
   /** Close the socket for good. */
@@ -192,6 +222,7 @@ export class LiveMatch {
           try {
             await this.#client.integrateLive(this.matchId, seq, message.changes ?? [], message.conflicts ?? []);
             this.#attempt = 0;
+            await this.#pullWhatItNames(message.changes ?? []);
             if (message.type === "catchup" && message.more !== true) this.#events.emit("caughtUp", { seq });
           } catch (error) {
             // Nothing of the message was stored: reconnect and get it again from `since`.

@@ -75,4 +75,35 @@ describe("a match live", () => {
     resumed.stop();
     expect(resumed.state).toBe("closed");
   });
+
+  it("pulls the player a live change names before this device has them", async () => {
+    const email = uniqueEmail("live-player");
+    const annaDb = new Device().open();
+    const anna = await SyncClient.open({ db: annaDb, serverUrl });
+    const benDb = new Device().open();
+    const ben = await connectDexie(benDb, { serverUrl, tables: grassrootsTables });
+    cleanup.push(() => {
+      anna.close();
+      ben.close();
+      annaDb.close();
+      benDb.close();
+    });
+    await anna.signup({ email, password: PASSWORD, team_name: "Riverside U10" });
+    await ben.login(email, PASSWORD);
+    const match = await anna.create("matches", { venue: "Riverside Park" });
+    await anna.sync();
+    let caughtUp = false;
+    const live = ben.live(match, { webSocket, random: () => 0 });
+    live.on("caughtUp", () => (caughtUp = true));
+    await waitFor(() => caughtUp, "the catch-up");
+
+    // A player Anna adds on the touchline (club-wide: not on the match socket) scores.
+    const player = await anna.create("players", { full_name: "Maya Kowalski", squad_number: 9 });
+    const goal = await anna.create("events", { match_id: match, kind: "goal", player_id: player });
+    await anna.push();
+    await waitFor(async () => (await benDb.table("events").get(goal)) !== undefined, "the goal");
+    await waitFor(async () => (await ben.get("players", player)) !== null, "the scorer, pulled");
+    expect(await ben.get("players", player)).toMatchObject({ values: { full_name: "Maya Kowalski" } });
+    live.stop();
+  });
 });
