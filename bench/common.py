@@ -28,6 +28,7 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 START_TIMEOUT_S = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") / 1024
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -42,6 +43,22 @@ def free_port() -> int:
 def median(values: Sequence[float]) -> float:
     clean = [v for v in values if v == v]
     return statistics.median(clean) if clean else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 to 1); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def rss_kb(pid: int) -> float:
+    """A process's resident memory in KiB (``/proc/<pid>/statm``); NaN once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def loopback_only(url: str, what: str, program: str) -> None:

@@ -109,6 +109,7 @@ from bench.common import (
     machine_busy_s,
     median,
     process_stat_cpu_s,
+    rss_kb,
     server_backends,
     start_sync_server,
     started,
@@ -129,7 +130,6 @@ from bench.fanout_load import (
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") / 1024
 
 WARM_FRACTION = 0.02
 """Viewers connected before the memory baseline is read (first-use costs stay out of it)."""
@@ -169,13 +169,6 @@ def process_cpu_s(pid: int) -> float:
     if total:
         return total / 1e9
     return process_stat_cpu_s(pid)
-
-
-def rss_kb(pid: int) -> float:
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 @contextmanager

@@ -66,6 +66,7 @@ from bench.common import (
     loopback_only,
     machine_busy_s,
     median,
+    percentile,
     process_stat_cpu_s,
     server_backends,
     start_sync_server,
@@ -85,14 +86,6 @@ NOTES = ("pressing high on the left", "won it back in midfield", "", "quick thro
 
 
 # -- small helpers ---------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def backend_cpu(monitor: Any, server_pid: int, db_port: int) -> dict[int, float]:

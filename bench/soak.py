@@ -57,7 +57,9 @@ from bench.common import (
     Database,
     Server,
     loopback_only,
+    percentile,
     process_stat_cpu_s,
+    rss_kb,
     start_sync_server,
 )
 from protocol.schema import Scalar
@@ -93,23 +95,6 @@ MAX_LOOPS: Final = 10_000_000
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 # -- what happened, per window ------------------------------------------------------------------
@@ -383,7 +368,7 @@ async def sampler(server: Server, record: Record, until: float) -> None:
         if time.monotonic() >= until:
             return
         window = record.now
-        window.rss.append(rss_mb(pid))
+        window.rss.append(rss_kb(pid) / 1024)
         server_cpu, own_cpu, at = process_stat_cpu_s(pid), time.process_time(), time.monotonic()
         window.server_cpu_s += server_cpu - last_server
         window.own_cpu_s += own_cpu - last_own
