@@ -278,20 +278,22 @@ async def test_a_lost_push_answer_is_resent_without_duplicates(club: Club) -> No
     assert a.view().snapshot() == (await club.server_view()).snapshot()
 
 
-async def test_sync_retries_with_backoff_after_a_lost_answer(club: Club) -> None:
+def waiting_device(
+    club: Club, retry: RetryPolicy
+) -> tuple[SyncDevice, FaultyTransport, list[float]]:
+    """Device ``coach-a`` on a faulty transport whose backoff waits are recorded, not slept."""
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
     transport = club.transport("coach-a")
-    a = SyncDevice(
-        "coach-a",
-        transport,
-        now_ms=club.clock.skewed(0),
-        sleep=sleep,
-        retry=RetryPolicy(attempts=4, base_s=0.5, cap_s=2.0),
-    )
+    device = SyncDevice("coach-a", transport, now_ms=club.clock.skewed(0), sleep=sleep, retry=retry)
+    return device, transport, waits
+
+
+async def test_sync_retries_with_backoff_after_a_lost_answer(club: Club) -> None:
+    a, transport, waits = waiting_device(club, RetryPolicy(attempts=4, base_s=0.5, cap_s=2.0))
     club.goal(a)
     transport.lose_push_answers = 2
     result = await a.sync()
@@ -308,19 +310,7 @@ async def test_sync_retries_with_backoff_after_a_lost_answer(club: Club) -> None
 
 
 async def test_sync_waits_at_least_what_retry_after_asks(club: Club) -> None:
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    transport = club.transport("coach-a")
-    a = SyncDevice(
-        "coach-a",
-        transport,
-        now_ms=club.clock.skewed(0),
-        sleep=sleep,
-        retry=RetryPolicy(attempts=4, base_s=0.1, cap_s=0.5),
-    )
+    a, transport, waits = waiting_device(club, RetryPolicy(attempts=4, base_s=0.1, cap_s=0.5))
     club.goal(a)
     transport.busy_for_s = [5.0, 1.0]
     assert (await a.sync()).pushed == 1

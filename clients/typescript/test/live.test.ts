@@ -19,23 +19,30 @@ const webSocket = WebSocket as unknown as WebSocketConstructor;
 const cleanup: Array<() => void> = [];
 afterEach(() => cleanup.splice(0).forEach((close) => close()));
 
+/** Anna (a plain client) and Ben (the app's Dexie tables) in one club, and a match of
+ * Anna's that Ben has not pulled. */
+async function twoCoaches(name: string) {
+  const email = uniqueEmail(name);
+  const annaDb = new Device().open();
+  const anna = await SyncClient.open({ db: annaDb, serverUrl });
+  const benDb = new Device().open();
+  const ben = await connectDexie(benDb, { serverUrl, tables: grassrootsTables });
+  cleanup.push(() => {
+    anna.close();
+    ben.close();
+    annaDb.close();
+    benDb.close();
+  });
+  await anna.signup({ email, password: PASSWORD, team_name: "Riverside U10" });
+  await ben.login(email, PASSWORD);
+  const match = await anna.create("matches", { venue: "Riverside Park" });
+  await anna.sync();
+  return { anna, ben, benDb, match };
+}
+
 describe("a match live", () => {
   it("merges other devices' changes as they commit and resumes after a stop", async () => {
-    const email = uniqueEmail("live");
-    const annaDb = new Device().open();
-    const anna = await SyncClient.open({ db: annaDb, serverUrl });
-    const benDb = new Device().open();
-    const ben = await connectDexie(benDb, { serverUrl, tables: grassrootsTables });
-    cleanup.push(() => {
-      anna.close();
-      ben.close();
-      annaDb.close();
-      benDb.close();
-    });
-    await anna.signup({ email, password: PASSWORD, team_name: "Riverside U10" });
-    await ben.login(email, PASSWORD);
-    const match = await anna.create("matches", { venue: "Riverside Park" });
-    await anna.sync();
+    const { anna, ben, benDb, match } = await twoCoaches("live");
 
     const presence: PresenceDevice[][] = [];
     let caughtUp = 0;
@@ -77,21 +84,7 @@ describe("a match live", () => {
   });
 
   it("pulls the player a live change names before this device has them", async () => {
-    const email = uniqueEmail("live-player");
-    const annaDb = new Device().open();
-    const anna = await SyncClient.open({ db: annaDb, serverUrl });
-    const benDb = new Device().open();
-    const ben = await connectDexie(benDb, { serverUrl, tables: grassrootsTables });
-    cleanup.push(() => {
-      anna.close();
-      ben.close();
-      annaDb.close();
-      benDb.close();
-    });
-    await anna.signup({ email, password: PASSWORD, team_name: "Riverside U10" });
-    await ben.login(email, PASSWORD);
-    const match = await anna.create("matches", { venue: "Riverside Park" });
-    await anna.sync();
+    const { anna, ben, benDb, match } = await twoCoaches("live-player");
     let caughtUp = false;
     const live = ben.live(match, { webSocket, random: () => 0 });
     live.on("caughtUp", () => (caughtUp = true));
