@@ -281,10 +281,15 @@ SERVER_SETTINGS = (
 )  # fmt: skip
 
 
-def start_sync_server(db: Database, tag: str, name: str, extra_env: Mapping[str, str]) -> Server:
-    """``sync-server migrate`` and ``serve`` (one worker) on a fresh schema or SQLite file named
-    for ``tag``, with the benchmark's own settings in ``extra_env``; returned once it answers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVER_SETTINGS)}
+def server_base_env() -> dict[str, str]:
+    """The environment every benchmark's server starts from: this one without the settings
+    a benchmark fixes itself, in production, signups open, limits that never refuse."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(SERVER_SETTINGS)
+        and k not in ("HOST", "PORT", "PUBLIC_URL", "CORS_ORIGINS", "TRUSTED_PROXIES")
+    }
     env.update(
         ENVIRONMENT="production",
         SECRET_KEY=secrets.token_urlsafe(36),
@@ -296,6 +301,13 @@ def start_sync_server(db: Database, tag: str, name: str, extra_env: Mapping[str,
         LOGIN_ATTEMPTS_PER_MINUTE="100000",
         RATE_LIMIT_PER_MINUTE="100000000",
     )
+    return env
+
+
+def start_sync_server(db: Database, tag: str, name: str, extra_env: Mapping[str, str]) -> Server:
+    """``sync-server migrate`` and ``serve`` (one worker) on a fresh schema or SQLite file named
+    for ``tag``, with the benchmark's own settings in ``extra_env``; returned once it answers."""
+    env = server_base_env()
     env.update(extra_env)
     schema = db.fresh_name(tag)
     if db.kind == "postgres":

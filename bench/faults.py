@@ -68,10 +68,10 @@ if __package__ in (None, ""):
 from bench.common import (
     DEFAULT_POSTGRES,
     HOST,
-    SERVER_SETTINGS,
     free_port,
     loopback_only,
     median,
+    server_base_env,
     sync_server_command,
 )
 from protocol.replica import Replica
@@ -173,19 +173,7 @@ class Target:
 def server_env(target: Target, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a server on ``target``: production, signups open, limits that never
     refuse a fleet of devices that all come from 127.0.0.1 (they are still counted)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(SERVER_SETTINGS)
-        and k not in ("HOST", "PORT", "PUBLIC_URL", "CORS_ORIGINS", "TRUSTED_PROXIES")
-    }
-    env.update(
-        ENVIRONMENT="production",
-        SECRET_KEY=secrets.token_urlsafe(36),
-        ALLOW_SIGNUP="true",
-        LOGIN_ATTEMPTS_PER_MINUTE="100000",
-        RATE_LIMIT_PER_MINUTE="100000000",
-    )
+    env = server_base_env()
     env.update(target.env())
     env.update(extra or {})
     return env
