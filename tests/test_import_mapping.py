@@ -199,3 +199,12 @@ def test_bad_rows_are_reported_with_a_reason_and_the_rest_is_imported() -> None:
     counts = result.report.counts("events")
     assert (counts.imported, counts.rejected) == (67 - 3, 4)
     assert result.report.counts("players").imported == 8
+
+
+def test_values_the_export_could_not_decode_are_warned_about() -> None:
+    def blob(tables: dict[str, Any]) -> None:
+        tables["events"][0]["$types"] = {"notes": "blob2"}
+
+    result = plan_import(_v3_with(blob), CLUB, file="blob.json")
+    assert result.report.warnings["undecoded_blob2_values"] == 1
+    assert result.report.as_json()["warnings"]["undecoded_blob2_values"] == 1

@@ -114,6 +114,10 @@ class ImportPlan:
 def plan_import(source: Source, club_id: uuid.UUID, *, file: str) -> ImportPlan:
     """Every record ``source`` holds, mapped for the club ``club_id``, and the report."""
     report = ImportReport(file=file, format=source.format, format_description=source.description)
+    # Values the export encoded in a way this tool cannot read (blobs, maps) stay as they were
+    # written; say so rather than import them silently.
+    for kind, count in source.undecoded.items():
+        report.warnings[f"undecoded_{kind}_values"] += count
     mapper = _Mapper(source, club_id, report)
     mapper.run()
     order = {table: rank for rank, table in enumerate(_TABLE_ORDER)}

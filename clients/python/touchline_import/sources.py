@@ -67,8 +67,6 @@ class Source:
     schema: Schema
     tables: dict[str, list[Any]]
     database_version: int | None = None
-    exported_at_ms: int | None = None
-    """ExportData only: when the app wrote the file (ids of its events derive from it)."""
     undecoded: dict[str, int] = field(default_factory=dict)
     """Typeson types met that cannot be decoded (blobs, maps): type name -> count."""
 
@@ -102,7 +100,7 @@ def recognise(document: Any, *, name: str = "the file") -> Source:
         return _dexie(document, name)
     metadata = document.get("metadata")
     if isinstance(metadata, dict) and "version" in metadata:
-        return _export_data(document, metadata, name)
+        return _export_data(document, name)
     tables = {key: rows for key, rows in document.items() if isinstance(rows, list)}
     if tables and set(tables) & KNOWN_TABLES and len(tables) == len(document):
         undecoded: dict[str, int] = {}
@@ -156,18 +154,16 @@ def _dexie(document: Mapping[str, Any], name: str) -> Source:
     )
 
 
-def _export_data(document: Mapping[str, Any], metadata: Mapping[str, Any], name: str) -> Source:
+def _export_data(document: Mapping[str, Any], name: str) -> Source:
     tables = {
         key: rows for key, rows in document.items() if key != "metadata" and isinstance(rows, list)
     }
     if not tables:
         raise NotAnExport(f"{name} is an ExportData file without any table")
-    exported = metadata.get("exported_at")
     return Source(
         format="exportdata",
         schema="exportdata",
         tables=tables,
-        exported_at_ms=int(exported) if isinstance(exported, int | float) else None,
     )
 
 
