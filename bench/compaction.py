@@ -237,8 +237,8 @@ async def measure(
     settings = Settings.from_env(env)
     await upgrade_to_head_async(settings)
     engine = create_engine(settings)
+    store = open_store(engine, max_skew_ms=settings.max_clock_skew_ms)
     try:
-        store = open_store(engine, max_skew_ms=settings.max_clock_skew_ms)
         club = uuid.uuid4()
         match = await play(store, club, events, seed, rework)
         before = await match_log(store, club, match)
@@ -251,6 +251,7 @@ async def measure(
         dropped = Counter(f"{c.table} {c.op}" for c in before if (c.device_id, c.seq) not in kept)
         detail = ", ".join(f"{what}: {count}" for what, count in sorted(dropped.items()))
     finally:
+        await store.close()
         await engine.dispose()
     return report, elapsed_ms, trimmed_bytes(after), detail
 

@@ -50,6 +50,9 @@ class Committed(msgspec.Struct, frozen=True, tag="committed", tag_field="k"):
     after: int = -1
     """The log head before the commit (-1: unknown); channels of other matches that were
     exactly there move on to ``seq`` without reading the log."""
+    origin: str = ""
+    """The instance whose commit sent this notice itself (PostgreSQL: a NOTIFY inside the
+    transaction); empty when the instance published it on the bus after the commit."""
 
 
 class LinkRevoked(msgspec.Struct, frozen=True, tag="link_revoked", tag_field="k"):

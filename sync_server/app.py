@@ -73,8 +73,12 @@ class _EngineLifespan:
         self._limiter = open_rate_limiter(self._settings.redis_url)
         try:
             if self._given is not None:
-                async with self._relay():
-                    yield
+                assert self._store is not None
+                try:
+                    async with self._relay():
+                        yield
+                finally:
+                    await self._store.close()
                 return
             self._engine = create_engine(self._settings)
             self._store = self._make_store(self._engine)
@@ -82,6 +86,7 @@ class _EngineLifespan:
                 async with self._relay():
                     yield
             finally:
+                await self._store.close()
                 await dispose_engine(self._engine)
                 self._engine = None
                 self._store = None

@@ -158,6 +158,7 @@ async def _compact(settings: Settings, match_id: uuid.UUID | None) -> int:
         print(f"sync-server: database error: {type(exc).__name__}: {reason}", file=sys.stderr)
         return 1
     finally:
+        await store.close()
         await engine.dispose()
     if match_id is not None and not targets:
         print(f"sync-server: no match {match_id}", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -100,15 +100,26 @@ async def dispose_engine(engine: AsyncEngine, timeout_s: float = DISPOSE_TIMEOUT
     answering without closing the socket (a hung host, a partition dropping packets) would
     hold a shutting-down server forever, until an orchestrator killed it. After the time
     limit the pool is dropped and the process's exit closes the sockets."""
+    if not await closed_in_time(engine.dispose(), "its connections", timeout_s):
+        await engine.dispose(close=False)
+
+
+async def closed_in_time(
+    closing: Awaitable[None], what: str, timeout_s: float = DISPOSE_TIMEOUT_S
+) -> bool:
+    """Await a polite close of database connections; False (logged) when the database did
+    not answer within ``timeout_s``, and the caller drops them instead."""
     try:
         async with asyncio.timeout(timeout_s):
-            await engine.dispose()
+            await closing
     except TimeoutError:
         logger.warning(
-            "the database did not answer while its connections were closed (%.0f s); dropping them",
+            "the database did not answer while %s were closed (%.0f s); dropping them",
+            what,
             timeout_s,
         )
-        await engine.dispose(close=False)
+        return False
+    return True
 
 
 async def check_database(engine: AsyncEngine) -> None:

@@ -44,10 +44,22 @@ class Announcement:
     entries: list[tuple[uuid.UUID | None, LoggedChange]] | None
     """The entries with their match, or None when the relay must read them from the log."""
     conflicts: list[ConflictRecord]
+    notified: bool = False
+    """The commit itself told the other instances (a NOTIFY inside the transaction)."""
 
 
 Announce = Callable[[Announcement], None]
 """Called after a commit that added changes; the realtime relay listens here."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitNotice:
+    """How a commit can tell the relay's other instances itself: PostgreSQL delivers a
+    NOTIFY sent inside a transaction when, and only if, it commits, in commit order."""
+
+    channel: str
+    payload: Callable[[Announcement], str | None]
+    """The notification for a commit about to happen; None when it must go by the bus."""
 
 
 def touched_matches(match_ids: Iterable[uuid.UUID | None]) -> list[uuid.UUID] | None:
@@ -90,6 +102,10 @@ class SystemClock:
 class ChangeStore(Protocol):
     announce: Announce | None
     """Set by the relay: called after every commit that added changes to a club's log."""
+
+    commit_notice: CommitNotice | None
+    """Set by the relay when its bus is the store's own database: a store that can sends the
+    notification inside the commit (and says so in the announcement)."""
 
     async def push(self, club_id: uuid.UUID, request: PushRequest) -> PushResponse:
         """Apply a change set atomically and idempotently; raise ``PushRejected`` if refused."""
@@ -139,4 +155,8 @@ class ChangeStore(Protocol):
 
     async def ping(self) -> None:
         """Raise when the backing database cannot be reached."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connections the store opened itself (its engine stays open)."""
         ...

@@ -9,8 +9,9 @@ acknowledged before that commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from protocol import merge
 from protocol.compaction import CompactionReport, plan_compaction, with_stand_ins
 from protocol.hlc import Hlc
 from protocol.ingest import (
+    CheckedChangeSet,
     DeviceCursor,
     PushPlan,
     PushRejected,
@@ -54,13 +56,14 @@ from sync_server.store import (
     SERVER_DEVICE,
     Announce,
     Announcement,
+    CommitNotice,
     RecordedChanges,
     SystemClock,
     WallClock,
     touched_matches,
 )
 
-_FIELDS = msgspec.json.Decoder(dict[str, Scalar])
+LOGGED_FIELDS = msgspec.json.Decoder(dict[str, Scalar])
 _DELETE_BATCH = 500
 """Log entries deleted per statement by a compaction (SQLite binds at most 32,766 values)."""
 ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
@@ -89,6 +92,37 @@ def lock_key(club_id: uuid.UUID) -> int:
 _encode = msgspec.json.encode
 
 
+def stored_changes(rows: Iterable[Any]) -> dict[int, StoredChange]:
+    """Log rows read by name (device_seq, sent_hlc, hlc, table_name, record_id, op, fields:
+    SQLAlchemy row mappings or asyncpg records) as the stored copies the planner compares
+    re-sent changes with, by device seq."""
+    return {
+        int(r["device_seq"]): StoredChange(
+            int(r["device_seq"]),
+            r["sent_hlc"],
+            r["hlc"],
+            r["table_name"],
+            r["record_id"],
+            r["op"],
+            LOGGED_FIELDS.decode(r["fields"]),
+        )
+        for r in rows
+    }
+
+
+def check_pushed(request: PushRequest) -> CheckedChangeSet:
+    """Everything about a pushed change set that needs no stored state.
+
+    Done before the club's lock, it overlaps the lock holder's database round trips instead
+    of making the club's other devices wait."""
+    if request.device_id == SERVER_DEVICE:
+        raise PushRejected(
+            403, "reserved-device", "Reserved device id",
+            f"device id {SERVER_DEVICE!r} is reserved for changes the server records",
+        )  # fmt: skip
+    return check_change_set(request)
+
+
 class SqlChangeStore:
     """:class:`sync_server.store.ChangeStore` over an async SQLAlchemy engine."""
 
@@ -106,6 +140,7 @@ class SqlChangeStore:
         # tails and "database is locked" under load.
         self._writer = anyio.Lock() if not self._is_postgres else None
         self.announce: Announce | None = None
+        self.commit_notice: CommitNotice | None = None
         # Changes recorded inside a caller's transaction, announced once it commits.
         self._pending: dict[int, list[Announcement]] = {}
 
@@ -113,45 +148,60 @@ class SqlChangeStore:
         async with reading(self._engine) as conn:
             await conn.execute(select(1))
 
+    async def close(self) -> None:
+        """Nothing of its own to close: the engine's pool belongs to whoever made it."""
+
     # -- push -------------------------------------------------------------------------------
 
     async def push(self, club_id: uuid.UUID, request: PushRequest) -> PushResponse:
-        if request.device_id == SERVER_DEVICE:
-            raise PushRejected(
-                403, "reserved-device", "Reserved device id",
-                f"device id {SERVER_DEVICE!r} is reserved for changes the server records",
-            )  # fmt: skip
-        # Checking needs no stored state: done before the club's lock, it overlaps the lock
-        # holder's database round trips instead of making the club's other devices wait.
-        checked = check_change_set(request)
+        checked = check_pushed(request)
         async with self._writing(), self._engine.begin() as conn:
             head, club_max, device = await self._open_push(conn, club_id, request.device_id)
             stored = await self._stored(conn, club_id, request, device.last_seq)
             records = await self._states(conn, club_id, record_keys(request))
-            # Re-sent changes whose entries a compaction dropped (PROTOCOL.md §6.6).
-            stored = with_stand_ins(
-                request, last_seq=device.last_seq, stored=stored, records=records
-            )
-            now_ms = self._clock.now_ms()
-            plan = plan_push(
-                checked,
-                device=device,
-                stored=stored,
-                records=records,
-                now_ms=now_ms,
-                max_skew_ms=self._max_skew_ms,
-                club_max=club_max,
-            )
+            plan, now_ms = self._plan(checked, device, stored, records, club_max)
             conflicts = await self._write(conn, club_id, request.device_id, plan, head, now_ms)
-        self._announce(_announcement(club_id, head, plan, request.device_id, conflicts))
+        announcement = commit_announcement(club_id, head, plan, request.device_id, conflicts)
+        return self._pushed(announcement, request.device_id, plan, now_ms)
+
+    def _plan(
+        self,
+        checked: CheckedChangeSet,
+        device: DeviceCursor,
+        stored: dict[int, StoredChange],
+        records: dict[RecordKey, merge.RecordState],
+        club_max: Hlc | None,
+    ) -> tuple[PushPlan, int]:
+        """The pure planner on what was read under the club's lock; the plan and its time."""
+        # Re-sent changes whose entries a compaction dropped (PROTOCOL.md §6.6).
+        stored = with_stand_ins(
+            checked.request, last_seq=device.last_seq, stored=stored, records=records
+        )
+        now_ms = self._clock.now_ms()
+        plan = plan_push(
+            checked,
+            device=device,
+            stored=stored,
+            records=records,
+            now_ms=now_ms,
+            max_skew_ms=self._max_skew_ms,
+            club_max=club_max,
+        )
+        return plan, now_ms
+
+    def _pushed(
+        self, announcement: Announcement, device_id: str, plan: PushPlan, now_ms: int
+    ) -> PushResponse:
+        """Announce a committed push and answer it."""
+        self._announce(announcement)
         return PushResponse(
-            device_id=request.device_id,
+            device_id=device_id,
             acked_seq=plan.device.last_seq,
             applied=len(plan.accepted),
             duplicates=plan.duplicates,
-            cursor=head + len(plan.accepted),
+            cursor=announcement.seq,
             restamped=plan.restamped,
-            conflicts=conflicts,
+            conflicts=announcement.conflicts,
             server_time_ms=now_ms,
         )
 
@@ -231,18 +281,7 @@ class SqlChangeStore:
                 log.c.device_seq.between(first, min(last_seq, request.changes[-1].seq)),
             )
         )
-        return {
-            int(r.device_seq): StoredChange(
-                int(r.device_seq),
-                r.sent_hlc,
-                r.hlc,
-                r.table_name,
-                r.record_id,
-                r.op,
-                _FIELDS.decode(r.fields),
-            )
-            for r in rows
-        }
+        return stored_changes(row._mapping for row in rows)
 
     async def _states(
         self, conn: AsyncConnection, club_id: uuid.UUID, keys: Iterable[RecordKey]
@@ -266,69 +305,24 @@ class SqlChangeStore:
         head: int,
         now_ms: int,
     ) -> list[ConflictRecord]:
-        if not plan.accepted:
+        writes = planned_writes(club_id, device_id, plan, head, now_ms)
+        if writes is None:
             return []
-        received = from_ms(now_ms)
-        last_seq_of: dict[RecordKey, int] = {}
-        log_rows = []
-        for offset, accepted in enumerate(plan.accepted, start=1):
-            change = accepted.change
-            last_seq_of[(change.table, change.id)] = head + offset
-            log_rows.append(
-                {
-                    "club_id": club_id,
-                    "server_seq": head + offset,
-                    "device_id": device_id,
-                    "device_seq": change.seq,
-                    "hlc": accepted.hlc.encode(),
-                    "sent_hlc": change.hlc,
-                    "table_name": change.table,
-                    "record_id": change.id,
-                    "match_id": accepted.match_id,
-                    "op": change.op,
-                    "fields": _encode(change.fields).decode(),
-                    "received_at": received,
-                }
-            )
-        await self._insert_rows(conn, tables.change_log, log_rows)
-        await self._advance_club(conn, club_id, head + len(plan.accepted), plan.club_max)
-        await self._upsert_records(conn, club_id, plan.states, last_seq_of)
-        records = [
-            ConflictRecord(
-                id=uuid.uuid4(),
-                server_seq=head + 1 + found.change_index,
-                table=found.table,  # type: ignore[arg-type]
-                record_id=found.record_id,
-                match_id=found.match_id,
-                field=found.conflict.field,
-                winner=side(found.conflict.winner),
-                loser=side(found.conflict.loser),
-                detected_at=received.isoformat(),
-            )
-            for found in plan.conflicts
-        ]
-        if records:
-            conflict_rows = [conflict_row(club_id, c, received) for c in records]
-            await self._insert_rows(conn, tables.conflicts, conflict_rows)
-        await self._save_device(conn, club_id, device_id, plan.device, received)
-        return records
+        await self._apply(conn, writes)
+        return writes.conflicts
 
-    async def _upsert_records(
-        self,
-        conn: AsyncConnection,
-        club_id: uuid.UUID,
-        states: Mapping[RecordKey, merge.RecordState],
-        last_seq_of: Mapping[RecordKey, int],
-    ) -> None:
-        rows_by_table: dict[str, list[dict[str, Any]]] = {}
-        for (table_name, record_id), state in states.items():
-            rows_by_table.setdefault(table_name, []).append(
-                domain_row(
-                    table_name, club_id, record_id, state, last_seq_of[(table_name, record_id)]
-                )
-            )
-        for table_name, rows in rows_by_table.items():
+    async def _apply(self, conn: AsyncConnection, writes: PlannedWrites) -> None:
+        """Store what a plan wrote: log entries, the club's head, merged records, conflicts
+        and the device's cursor."""
+        await self._insert_rows(conn, tables.change_log, writes.log_rows)
+        await self._advance_club(conn, writes.club_id, writes.log_seq, writes.club_max)
+        for table_name, rows in writes.record_rows.items():
             await self._upsert_rows(conn, tables.DOMAIN_TABLES[table_name], rows)
+        if writes.conflict_rows:
+            await self._insert_rows(conn, tables.conflicts, writes.conflict_rows)
+        await self._save_device(
+            conn, writes.club_id, writes.device_id, writes.device, writes.received
+        )
 
     async def _insert_rows(
         self, conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]
@@ -499,7 +493,9 @@ class SqlChangeStore:
                 .values(reinstated_seq=head + 1, reinstated_by=by)
             )
         # The reinstated conflict changed too: the relay reads the ledger again.
-        self._announce(_announcement(club_id, head, plan, SERVER_DEVICE, found, entries=False))
+        self._announce(
+            commit_announcement(club_id, head, plan, SERVER_DEVICE, found, entries=False)
+        )
         return ReinstateResponse(
             conflict=msgspec.structs.replace(conflict, reinstated_seq=head + 1, reinstated_by=by),
             change=_planned_log(plan, head)[0],
@@ -618,12 +614,12 @@ class SqlChangeStore:
         conflicts = await self._write(conn, club_id, device_id, plan, head, now_ms)
         pending = self._pending.get(id(conn))
         if pending is not None:
-            pending.append(_announcement(club_id, head, plan, device_id, conflicts))
+            pending.append(commit_announcement(club_id, head, plan, device_id, conflicts))
         else:
             # A transaction the store did not open: announced now, before its commit, without
             # its entries. The relay reads the log and finds them, at the latest at the
             # club's next announcement.
-            self._announce(_announcement(club_id, head, plan, device_id, [], entries=False))
+            self._announce(commit_announcement(club_id, head, plan, device_id, [], entries=False))
         return RecordedChanges(_planned_log(plan, head, device_id), conflicts, plan.states)
 
     async def _club_vector(self, conn: AsyncConnection, club_id: uuid.UUID) -> dict[str, int]:
@@ -632,7 +628,86 @@ class SqlChangeStore:
         return {row.id: int(row.last_seq) for row in rows}
 
 
-def _announcement(
+@dataclass(frozen=True, slots=True)
+class PlannedWrites:
+    """The rows a push plan writes, ready for the database."""
+
+    club_id: uuid.UUID
+    device_id: str
+    log_rows: list[dict[str, Any]]
+    log_seq: int
+    """The club's log head after the writes."""
+    club_max: Hlc | None
+    record_rows: dict[str, list[dict[str, Any]]]
+    """Merged records by table."""
+    conflicts: list[ConflictRecord]
+    conflict_rows: list[dict[str, Any]]
+    device: DeviceCursor
+    received: datetime
+
+
+def planned_writes(
+    club_id: uuid.UUID, device_id: str, plan: PushPlan, head: int, now_ms: int
+) -> PlannedWrites | None:
+    """What storing ``plan`` after log head ``head`` writes; None when it accepted nothing."""
+    if not plan.accepted:
+        return None
+    received = from_ms(now_ms)
+    last_seq_of: dict[RecordKey, int] = {}
+    log_rows = []
+    for offset, accepted in enumerate(plan.accepted, start=1):
+        change = accepted.change
+        last_seq_of[(change.table, change.id)] = head + offset
+        log_rows.append(
+            {
+                "club_id": club_id,
+                "server_seq": head + offset,
+                "device_id": device_id,
+                "device_seq": change.seq,
+                "hlc": accepted.hlc.encode(),
+                "sent_hlc": change.hlc,
+                "table_name": change.table,
+                "record_id": change.id,
+                "match_id": accepted.match_id,
+                "op": change.op,
+                "fields": _encode(change.fields).decode(),
+                "received_at": received,
+            }
+        )
+    record_rows: dict[str, list[dict[str, Any]]] = {}
+    for (table_name, record_id), state in plan.states.items():
+        record_rows.setdefault(table_name, []).append(
+            domain_row(table_name, club_id, record_id, state, last_seq_of[(table_name, record_id)])
+        )
+    conflicts = [
+        ConflictRecord(
+            id=uuid.uuid4(),
+            server_seq=head + 1 + found.change_index,
+            table=found.table,  # type: ignore[arg-type]
+            record_id=found.record_id,
+            match_id=found.match_id,
+            field=found.conflict.field,
+            winner=side(found.conflict.winner),
+            loser=side(found.conflict.loser),
+            detected_at=received.isoformat(),
+        )
+        for found in plan.conflicts
+    ]
+    return PlannedWrites(
+        club_id=club_id,
+        device_id=device_id,
+        log_rows=log_rows,
+        log_seq=head + len(plan.accepted),
+        club_max=plan.club_max,
+        record_rows=record_rows,
+        conflicts=conflicts,
+        conflict_rows=[conflict_row(club_id, c, received) for c in conflicts],
+        device=plan.device,
+        received=received,
+    )
+
+
+def commit_announcement(
     club_id: uuid.UUID,
     head: int,
     plan: PushPlan,
@@ -682,5 +757,5 @@ def _logged(row: Row[Any]) -> LoggedChange:
         table=row.table_name,
         id=row.record_id,
         op=row.op,
-        fields=_FIELDS.decode(row.fields),
+        fields=LOGGED_FIELDS.decode(row.fields),
     )

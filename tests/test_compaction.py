@@ -59,19 +59,29 @@ async def engine(clean_engine: AsyncEngine, settings: Settings) -> AsyncIterator
 
 
 @pytest.fixture
-def store(engine: AsyncEngine, clock: FakeClock) -> SqlChangeStore:
+async def store(engine: AsyncEngine, clock: FakeClock) -> AsyncIterator[SqlChangeStore]:
     """The database's native store."""
-    return open_store(engine, max_skew_ms=SKEW_MS, clock=clock)
+    native = open_store(engine, max_skew_ms=SKEW_MS, clock=clock)
+    try:
+        yield native
+    finally:
+        await native.close()
 
 
 @pytest.fixture(params=["native", "core"])
-def any_store(
+async def any_store(
     request: pytest.FixtureRequest, engine: AsyncEngine, clock: FakeClock
-) -> SqlChangeStore:
+) -> AsyncIterator[SqlChangeStore]:
     """The database's native store and the generic Core store (on SQLite the same class)."""
-    if request.param == "native":
-        return open_store(engine, max_skew_ms=SKEW_MS, clock=clock)
-    return SqlChangeStore(engine, max_skew_ms=SKEW_MS, clock=clock)
+    chosen = (
+        open_store(engine, max_skew_ms=SKEW_MS, clock=clock)
+        if request.param == "native"
+        else SqlChangeStore(engine, max_skew_ms=SKEW_MS, clock=clock)
+    )
+    try:
+        yield chosen
+    finally:
+        await chosen.close()
 
 
 @pytest.fixture

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import anyio
+import asyncpg
 import msgspec
 import pytest
 from sqlalchemy import Table, func, select
@@ -15,7 +17,10 @@ from protocol.ingest import PushRejected
 from protocol.merge import DELETED
 from protocol.wire import Change, PullRequest
 from sync_server import tables
-from sync_server.store_pg import open_store
+from sync_server.db import create_engine
+from sync_server.settings import Settings
+from sync_server.store import Announcement, CommitNotice
+from sync_server.store_pg import PostgresChangeStore, open_store
 from sync_server.store_sql import SqlChangeStore
 from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_changes
 
@@ -29,16 +34,24 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["native", "core"])
+@pytest.fixture(params=["native", "native-pooled", "core"])
 async def store(
-    request: pytest.FixtureRequest, clean_engine: AsyncEngine, clock: FakeClock
+    request: pytest.FixtureRequest, clean_engine: AsyncEngine, settings: Settings, clock: FakeClock
 ) -> AsyncIterator[SqlChangeStore]:
-    """Every implementation: the database's native store and the generic Core store (on
-    SQLite they are the same class, so it simply runs twice)."""
-    if request.param == "native":
-        yield open_store(clean_engine, max_skew_ms=SKEW_MS, clock=clock)
-    else:
+    """Every implementation: the database's native store, unpooled and on a pooled engine
+    (on PostgreSQL, pushes then go through the store's own connection pool), and the generic
+    Core store (on SQLite all are the same class, so it simply runs several times)."""
+    if request.param == "core":
         yield SqlChangeStore(clean_engine, max_skew_ms=SKEW_MS, clock=clock)
+        return
+    engine = create_engine(settings) if request.param == "native-pooled" else clean_engine
+    native = open_store(engine, max_skew_ms=SKEW_MS, clock=clock)
+    try:
+        yield native
+    finally:
+        await native.close()
+        if engine is not clean_engine:
+            await engine.dispose()
 
 
 @pytest.fixture
@@ -392,3 +405,40 @@ async def test_reserved_server_device_cannot_push(
 
 def test_deleted_register_name_is_stable() -> None:
     assert DELETED == "_deleted"  # part of the wire contract (conflict records)
+
+
+async def test_a_push_sends_the_relays_notice_inside_its_commit(
+    store: SqlChangeStore, clock: FakeClock, club: uuid.UUID, settings: Settings
+) -> None:
+    """Asked for a commit notice (the relay's bus is the store's own PostgreSQL), the native
+    PostgreSQL store sends it with the push's commit and says so in the announcement; a refused
+    push sends nothing. Other stores leave the notice to the relay's bus."""
+    native = isinstance(store, PostgresChangeStore)
+    channel = f"touchline_test_{uuid.uuid4().hex[:12]}"
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    announced: list[Announcement] = []
+    store.announce = announced.append
+    store.commit_notice = CommitNotice(channel, lambda a: f"{a.after}-{a.seq}")
+    listener = None
+    if native:
+        listener = await asyncpg.connect(settings.database_url.replace("+asyncpg", "", 1))
+        await listener.add_listener(channel, lambda _c, _p, _ch, payload: heard.put_nowait(payload))
+    try:
+        a = ScriptedDevice("phone-a", clock)
+        match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await store.push(club, a.push(*new_match_changes(a, match, home, away)))
+        gap = a.push(goal(a, match, home))
+        gap = msgspec.structs.replace(
+            gap, changes=[msgspec.structs.replace(gap.changes[0], seq=a.seq + 5)]
+        )
+        with pytest.raises(PushRejected):
+            await store.push(club, gap)
+        b = ScriptedDevice("phone-b", clock)
+        await store.push(club, b.push(goal(b, match, home)))
+        assert [x.notified for x in announced] == [native, native]
+        if listener is not None:
+            with anyio.fail_after(10):
+                assert [await heard.get(), await heard.get()] == ["0-3", "3-4"]
+    finally:
+        if listener is not None:
+            await listener.close()

@@ -41,11 +41,11 @@ from sync_server import tables
 from sync_server.auth import SessionCache
 from sync_server.db import reading
 from sync_server.match_view import load_match_replica, refresh_names
-from sync_server.relay.bus import Bus, BusError
+from sync_server.relay.bus import MAX_PAYLOAD, Bus, BusError, PostgresBus
 from sync_server.relay.channel import Channel, Pages, error_frame, now_ms
 from sync_server.relay.metrics import RelayMetrics
 from sync_server.relay.outbox import REFUSED, SENT, Frame, Outbox
-from sync_server.store import Announcement, ChangeStore
+from sync_server.store import Announcement, ChangeStore, CommitNotice
 
 __all__ = ["Hub", "MatchGone"]
 
@@ -56,6 +56,27 @@ BEAT_BATCH = 500
 
 _decode_bus = msgspec.json.Decoder(BusMessage)
 _encode = msgspec.json.encode
+
+
+OWN_NOTICE_DELAY_S = 1.0
+"""How long a notice sent by this instance's own commit waits before it is looked at."""
+
+
+def _notice(commit: Announcement, at: float) -> Committed:
+    return Committed(
+        club=commit.club_id,
+        seq=commit.seq,
+        matches=commit.matches,
+        at_ms=int(at * 1000),
+        after=commit.after,
+    )
+
+
+def _bus_notice(notice: Committed) -> Committed:
+    """The notice as the bus carries it: a commit to many matches names none (keeps it small)."""
+    if notice.matches is not None and len(notice.matches) > 100:
+        return msgspec.structs.replace(notice, matches=None)
+    return notice
 
 
 class MatchGone(Exception):
@@ -94,6 +115,9 @@ class Hub:
         self._bus.subscribe(self._on_bus, self._on_gap)
         await self._bus.start()
         self._store.announce = self.announce
+        if isinstance(self._bus, PostgresBus):
+            # The bus is the store's own database: a push's commit sends its notice itself.
+            self._store.commit_notice = CommitNotice(self._bus.channel, self._commit_payload)
         self._sessions.listeners.append(self._sessions_changed_here)
         self._tasks = [
             asyncio.create_task(self._publisher(), name="relay-publisher"),
@@ -107,6 +131,9 @@ class Hub:
         self._closed = True
         if self._store.announce == self.announce:
             self._store.announce = None
+        notice = self._store.commit_notice
+        if notice is not None and notice.payload == self._commit_payload:
+            self._store.commit_notice = None
         with contextlib.suppress(ValueError):
             self._sessions.listeners.remove(self._sessions_changed_here)
         for channel in self._all_channels():
@@ -137,16 +164,18 @@ class Hub:
         self.metrics.sync.committed(commit)
         asyncio.get_running_loop().call_soon(self._relay_commit, commit, time.time())
 
+    def _commit_payload(self, commit: Announcement) -> str | None:
+        """The bus notice of a commit about to happen, for the store to send inside it."""
+        if self._closed:
+            return None
+        notice = msgspec.structs.replace(_notice(commit, time.time()), origin=self.instance)
+        payload = _encode(_bus_notice(notice))
+        return payload.decode() if len(payload) <= MAX_PAYLOAD else None
+
     def _relay_commit(self, commit: Announcement, at: float) -> None:
         if self._closed:
             return
-        notice = Committed(
-            club=commit.club_id,
-            seq=commit.seq,
-            matches=commit.matches,
-            at_ms=int(at * 1000),
-            after=commit.after,
-        )
+        notice = _notice(commit, at)
         for channel in self._channels.get(commit.club_id, {}).values():
             if commit.matches is not None and channel.match_id not in commit.matches:
                 self._skip(channel, commit.after, commit.seq)
@@ -155,9 +184,8 @@ class Hub:
             # when the channel is exactly up to the commit and nothing else is relaying it.
             if not (commit.entries is not None and self._relay_now(channel, commit, at)):
                 self._committed_to(channel, notice)
-        if commit.matches is not None and len(commit.matches) > 100:
-            notice = msgspec.structs.replace(notice, matches=None)  # keep the notice small
-        self._publish(notice)
+        if not commit.notified:
+            self._publish(_bus_notice(notice))
 
     def _relay_now(self, channel: Channel, commit: Announcement, at: float) -> bool:
         """Relay a local commit's entries straight from memory; False when the channel must
@@ -216,7 +244,14 @@ class Hub:
             log.warning("relay: ignored an undecodable bus message (%d bytes)", len(payload))
             return
         if isinstance(message, Committed):
-            self._committed(message)
+            if message.origin == self.instance:
+                # One of this instance's own commits, heard perhaps before the store has
+                # returned and announced it here. The announcement relays it from memory;
+                # this copy only matters if that never came (a commit whose answer was lost).
+                loop = asyncio.get_running_loop()
+                loop.call_later(OWN_NOTICE_DELAY_S, self._committed, message)
+            else:
+                self._committed(message)
         elif isinstance(message, LinkRevoked):
             self._end_link(message.link)
         elif isinstance(message, SessionsChanged):
@@ -320,17 +355,17 @@ class Hub:
 
     async def _relay_view(self, channel: Channel, seq: int, merged_at: float | None) -> None:
         replica = channel.replica
+        # Taken before reading: a club-wide commit that marks the names stale while they are
+        # read must leave the mark for the next round, or its new name never shows.
+        stale, channel.names_stale = channel.names_stale, False
         if replica is None:
             replica = channel.replica = await load_match_replica(
                 self._engine, channel.club_id, channel.match_id
             )
-        elif channel.names_stale or any(replica.missing()):
-            await refresh_names(
-                self._engine, channel.club_id, replica, everything=channel.names_stale
-            )
+        elif stale or any(replica.missing()):
+            await refresh_names(self._engine, channel.club_id, replica, everything=stale)
         else:
             replica.named()
-        channel.names_stale = False
         view = None if replica is None else replica.view(now_ms())
         if view is None:
             for outbox in list(channel.viewers):
@@ -451,12 +486,13 @@ class Hub:
             await self._ready(channel)
             if channel.view is None or not channel.viewers:
                 # Read after the channel's sequence: the states hold at least everything up
-                # to it, and merging a change twice is harmless.
+                # to it, and merging a change twice is harmless. Names marked stale while
+                # this reads stay marked.
+                channel.names_stale = False
                 channel.replica = await load_match_replica(
                     self._engine, outbox.club_id, outbox.match_id
                 )
                 channel.view = None if channel.replica is None else channel.replica.view(now_ms())
-                channel.names_stale = False
             if channel.view is None:
                 if channel.idle:
                     self._forget(channel)
