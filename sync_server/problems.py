@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException, ValidationException
@@ -272,6 +273,25 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+_UNAVAILABLE_TITLE: Final = "Database unavailable"
+_UNAVAILABLE_DETAIL: Final = (
+    "The database cannot be reached right now; nothing of this request was applied. "
+    "Retry after the delay given in Retry-After."
+)
+
+
+def database_unavailable_problem() -> ProblemError:
+    """The 503 a live socket answers a push with when the database cannot serve it."""
+    return ProblemError(
+        503,
+        "database-unavailable",
+        _UNAVAILABLE_TITLE,
+        "The database cannot be reached right now; nothing of this change set was applied. "
+        "Send it again after retry_after seconds.",
+        retry_after=1,
+    )
+
+
 def _database_unavailable(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, Any]]:
@@ -280,9 +300,8 @@ def _database_unavailable(
     return problem_response(
         HTTPStatus.SERVICE_UNAVAILABLE,
         "database-unavailable",
-        "Database unavailable",
-        "The database cannot be reached right now; nothing of this request was applied. "
-        "Retry after the delay given in Retry-After.",
+        _UNAVAILABLE_TITLE,
+        _UNAVAILABLE_DETAIL,
         headers={"Retry-After": "1"},
     )
 
@@ -302,6 +321,12 @@ def database_unavailable(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES)
+    # The push path speaks asyncpg directly (sync_server.store_pg): its errors arrive raw.
+    if isinstance(exc, asyncpg.InterfaceError):  # a closed or broken connection
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None)
         return isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES)
     return isinstance(exc, OSError)
 
@@ -325,6 +350,8 @@ def exception_handlers() -> ExceptionHandlersMap:
         # PostgreSQL refusing connections while it starts or stops (57P03) arrives as a bare
         # DBAPIError: told apart by its SQLSTATE, it is a 503, not a 500.
         sql_errors.DBAPIError: _database_error,
+        asyncpg.PostgresError: _database_error,
+        asyncpg.InterfaceError: _database_unavailable,
         OSError: _database_unavailable,
         Exception: _unexpected_error,
     }

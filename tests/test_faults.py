@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import msgspec
@@ -380,8 +380,9 @@ async def test_a_database_outage_answers_503_with_retry_after_and_the_server_rec
     postgres_target: Target, tmp_path: Path
 ) -> None:
     """PostgreSQL cut off under a running server while devices push: every failed request
-    is a 503 with Retry-After (never 500), /ready says so too, and once the database is back
-    the same server process takes the pushes again; nothing is lost or duplicated."""
+    is a 503 with Retry-After (never 500), /ready says so too, a push over a coach's live
+    socket answers `error` 503 and the socket stays open, and once the database is back the
+    same server process takes the pushes again; nothing is lost or duplicated."""
     relay = _relay_for(postgres_target)
     await relay.listen()
     statuses = StatusLog()
@@ -391,6 +392,7 @@ async def test_a_database_outage_answers_503_with_retry_after_and_the_server_rec
         await server.start()
         pid = server.pid
         account = await sign_up(server.url, statuses)
+        coach = await _CoachSocket.open(server, account, statuses)
         fleet = Fleet(server.url, account, statuses, tmp_path)
         for i in range(3):
             fleet.add(f"phone-{i}", random.Random(i))
@@ -407,10 +409,20 @@ async def test_a_database_outage_answers_503_with_retry_after_and_the_server_rec
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
                 ready = await http.get("/ready")
                 assert ready.status_code == 503 and ready.headers["retry-after"], ready.text
+                refused = await coach.push("during-outage")
+                assert refused["type"] == "error", refused
+                assert refused["problem"]["status"] == 503, refused
+                assert refused["problem"]["code"] == "database-unavailable", refused
+                assert refused["problem"]["extensions"] == {"retry_after": 1}, refused
                 await relay.listen()
                 back = time.monotonic()
                 await progress.wait_for(fleet.recovered_since(back), DEADLINE_S, "a push")
                 assert (await http.get("/ready")).status_code == 200
+            # The same set again, on the same socket: applied once, now that the database is back.
+            accepted = await coach.push("after-outage")
+            assert accepted["type"] == "ack", accepted
+            assert (accepted["result"]["applied"], accepted["result"]["acked_seq"]) == (1, 1)
+            await coach.close()
             await run
         finally:
             run.cancel()
@@ -428,6 +440,38 @@ async def test_a_database_outage_answers_503_with_retry_after_and_the_server_rec
     assert verdict.made == 450
     assert (verdict.duplicates, verdict.losses, verdict.phantoms) == (0, 0, 0), verdict
     assert verdict.mismatches == [] and verdict.diverged == []
+
+
+class _CoachSocket:
+    """A coach device's live socket on a new match, pushing one change set (by message id)."""
+
+    def __init__(self, ws: ClientConnection, change_set: PushRequest) -> None:
+        self.ws = ws
+        self.change_set = msgspec.json.encode(change_set).decode()
+
+    @classmethod
+    async def open(cls, server: ServerProcess, account: Account, statuses: StatusLog) -> Self:
+        match_id, _share = await _watch_match(server.url, account, statuses)
+        async with statuses.client(server.url) as http:
+            token = await Credentials(account.email, account.password, "coach").access_token(
+                http, ""
+            )
+        ws = await connect(f"ws://{HOST}:{server.port}/ws/match/{match_id}?token={token}")
+        device = ScriptedDevice("coach", FakeClock(time_ms()))
+        fields: dict[str, Scalar] = {"match_id": str(match_id), "kind": "save"}
+        return cls(ws, device.push(device.change("events", uuid.uuid4(), fields)))
+
+    async def push(self, message_id: str) -> dict[str, Any]:
+        """Send the change set; the server's answer to it (other messages are skipped)."""
+        await self.ws.send(f'{{"type":"push","id":"{message_id}","change_set":{self.change_set}}}')
+        async with asyncio.timeout(DEADLINE_S):
+            while True:
+                message: dict[str, Any] = json.loads(await self.ws.recv())
+                if message.get("id") == message_id:
+                    return message
+
+    async def close(self) -> None:
+        await self.ws.close()
 
 
 def _relay_for(target: Target) -> TcpRelay:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from protocol import relay
 from protocol.relay import Ack, ClientMessage, Editing, Ping, Pong, Problem, PushMessage
 from sync_server.auth import Principal, SessionCache, principal_from_token, utc_now
-from sync_server.problems import ProblemError
+from sync_server.problems import ProblemError, database_unavailable, database_unavailable_problem
 from sync_server.ratelimit import MessageRate
 from sync_server.relay.fast_socket import EXTENSION
 from sync_server.relay.hub import Hub, MatchGone
@@ -41,6 +42,8 @@ __all__ = ["ROUTES"]
 _decode_client = msgspec.json.Decoder(ClientMessage)
 MAX_RATE_VIOLATIONS = 20
 """Frames refused for rate before the socket is closed (1008)."""
+
+log = logging.getLogger(__name__)
 
 
 def _problem(error: ProblemError) -> Problem:
@@ -271,6 +274,13 @@ class _Connection:
             )
         except ProblemError as refused:
             outbox.offer(_error(outbox.seq, refused, message.id))
+            return
+        except Exception as failed:
+            if not database_unavailable(failed):
+                raise
+            # As over HTTP: nothing was applied, the device sends the set again later.
+            log.warning("database unavailable for a push over a live socket: %r", failed)
+            outbox.offer(_error(outbox.seq, database_unavailable_problem(), message.id))
             return
         outbox.offer(Frame(Ack(seq=outbox.seq, id=message.id, result=result)))
 
