@@ -34,7 +34,7 @@ import {
   type StoredSession,
 } from "./store.js";
 import { HttpTransport, type FetchFunction, type SyncTransport } from "./transport.js";
-import type { ConflictRecord, Fields, LoggedChange, PullRequest, PushResponse, Scalar } from "./wire.js";
+import type { ConflictRecord, Fields, LoggedChange, PullRequest, PushRequest, PushResponse, Scalar } from "./wire.js";
 
 const DEVICE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const RESERVED_DEVICE = "server";
@@ -134,6 +134,8 @@ export class SyncClient {
   #running: Promise<SyncResult> | null = null;
   #status: SyncStatus;
   #closed = new AbortController();
+  // Live matches started through this client: an open one carries the pushes (§17.5).
+  readonly #live = new Set<LiveMatch>();
 
   private constructor(options: SyncClientOptions, deviceId: string, status: SyncStatus) {
     this.#db = options.db;
@@ -396,7 +398,7 @@ export class SyncClient {
       resend = null;
       let response: PushResponse;
       try {
-        response = await this.#transport.push(pushRequest(this.deviceId, run), options.signal);
+        response = await this.#sendPush(pushRequest(this.deviceId, run), options.signal);
       } catch (error) {
         if (error instanceof SyncRejected && error.code === "change-set-too-large") {
           limit = serverCap(error, run.length);
@@ -414,6 +416,17 @@ export class SyncClient {
       }
       acknowledged += count;
     }
+  }
+
+  /**
+   * One change set to the server: over the socket of an open live match when there is one
+   * (§17.5), otherwise, or when the socket could not answer, over the transport (HTTP). Both
+   * are `POST /api/sync/push` with the same answers and errors, and re-sending is safe.
+   */
+  async #sendPush(request: PushRequest, signal: AbortSignal | undefined): Promise<PushResponse> {
+    const live = [...this.#live].find((match) => match.canPush);
+    const answer = live === undefined ? null : await live.sendPush(request, signal);
+    return answer ?? this.#transport.push(request, signal);
   }
 
   /** Move acknowledged changes into the confirmed replica with their effective HLCs (§4.3). */
@@ -537,7 +550,8 @@ export class SyncClient {
 
   /**
    * Follow a match live over its WebSocket (§17), merging every change as it commits and
-   * resuming where it left off after a drop. Stop it when the match leaves the screen.
+   * resuming where it left off after a drop. Stop it when the match leaves the screen. While
+   * it is open and caught up, {@link push} sends its change sets over the socket (§17.5).
    */
   live(matchId: string, options: LiveOptions = {}): LiveMatch {
     return new LiveMatch(this, matchId, options).start();
@@ -547,6 +561,16 @@ export class SyncClient {
   close(): void {
     this.#closed.abort(new SyncError("the client was closed"));
     this.#closed = new AbortController();
+  }
+
+  /** @internal A live match started through this client (it may carry pushes while open). */
+  attachLive(live: LiveMatch): void {
+    this.#live.add(live);
+  }
+
+  /** @internal The live match was stopped. */
+  detachLive(live: LiveMatch): void {
+    this.#live.delete(live);
   }
 
   /** @internal Aborted when the client is closed. */

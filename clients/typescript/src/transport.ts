@@ -61,10 +61,7 @@ export async function requestJson<T>(fetchFn: FetchFunction, url: string, option
   }
   if (response.status >= 400) {
     const problem = parseProblem(text, response.status);
-    if (response.status >= 500 || RETRYABLE_CLIENT_STATUSES.has(response.status)) {
-      throw new SyncUnavailable(`${options.method} ${url}: server answered ${response.status}`, response.status, problem, retryAfterMs(response, problem));
-    }
-    throw new SyncRejected(response.status, problem);
+    throw problemError(`${options.method} ${url}`, response.status, problem, retryAfterMs(response, problem));
   }
   if (response.status === 204 || text === "") return { status: response.status, body: undefined as T };
   try {
@@ -73,6 +70,18 @@ export async function requestJson<T>(fetchFn: FetchFunction, url: string, option
     // A garbled 2xx: the request may have been applied, and re-sending it is safe.
     throw new SyncUnavailable(`unreadable ${response.status} answer from ${url}`, response.status, {}, 0, { cause: error });
   }
+}
+
+/**
+ * The error a refusal with `status` and `problem` raises, wherever it came from (an HTTP
+ * answer, or a live socket's `error` message): {@link SyncUnavailable} for a 5xx, 408, 425 or
+ * 429, {@link SyncRejected} otherwise. `what` names the request in the message.
+ */
+export function problemError(what: string, status: number, problem: Problem, retryAfterMs = problemRetryAfterMs(problem)): SyncRejected | SyncUnavailable {
+  if (status >= 500 || RETRYABLE_CLIENT_STATUSES.has(status)) {
+    return new SyncUnavailable(`${what}: server answered ${status}`, status, problem, retryAfterMs);
+  }
+  return new SyncRejected(status, problem);
 }
 
 /** {@link SyncTransport} over HTTP, authenticated by a {@link Session}. */
@@ -142,11 +151,19 @@ function parseProblem(text: string, status: number): Problem {
 
 function retryAfterMs(response: Response, problem: Problem): number {
   const header = response.headers.get("retry-after");
-  const seconds = header !== null ? Number(header) : typeof problem.retry_after === "number" ? problem.retry_after : NaN;
+  return header !== null ? secondsToMs(Number(header)) : problemRetryAfterMs(problem);
+}
+
+function problemRetryAfterMs(problem: Problem): number {
+  return secondsToMs(typeof problem.retry_after === "number" ? problem.retry_after : NaN);
+}
+
+function secondsToMs(seconds: number): number {
   return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
 }
 
-function describe(error: unknown): string {
+/** An error, briefly, for a message (never with request headers). */
+export function describe(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);
 }

@@ -10,8 +10,8 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { SyncUnavailable } from "../src/errors.js";
 import { randomId } from "../src/ids.js";
 import { SyncClient } from "../src/sync.js";
-import type { LoggedChange, PushResponse } from "../src/wire.js";
-import { Device, PASSWORD, uniqueEmail } from "./support.js";
+import type { PushResponse } from "../src/wire.js";
+import { Device, PASSWORD, serverChanges, uniqueEmail } from "./support.js";
 
 const serverUrl = inject("serverUrl");
 const cleanup: Array<() => void> = [];
@@ -83,14 +83,7 @@ describe("a push whose answer never arrives", () => {
     // Another device of the club sees each change exactly once.
     const other = await open(new Device());
     await other.login(email, PASSWORD);
-    const token = await other.session.accessToken();
-    const response = await fetch(`${serverUrl}/api/sync/pull`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      body: JSON.stringify({ device_id: other.deviceId, cursor: 0, limit: 1000 }),
-    });
-    const page = (await response.json()) as { changes: LoggedChange[] };
-    const mine = page.changes.filter((c) => c.device_id === restarted.deviceId);
+    const mine = (await serverChanges(serverUrl, other)).filter((c) => c.device_id === restarted.deviceId);
     expect(mine.map((c) => c.seq)).toEqual([1, 2, 3, 4, 5, 6]);
     await other.pull();
     expect((await other.get("events", events[0] ?? ""))?.values).toMatchObject({ notes: "top corner", kind: "goal" });

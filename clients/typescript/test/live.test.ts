@@ -12,7 +12,7 @@ import { grassrootsTables } from "../src/grassroots.js";
 import { randomId } from "../src/ids.js";
 import type { PresenceDevice, WebSocketConstructor } from "../src/live.js";
 import { SyncClient } from "../src/sync.js";
-import { Device, PASSWORD, uniqueEmail, waitFor } from "./support.js";
+import { twoCoachesOfOneClub, waitFor } from "./support.js";
 
 const serverUrl = inject("serverUrl");
 const webSocket = WebSocket as unknown as WebSocketConstructor;
@@ -22,22 +22,14 @@ afterEach(() => cleanup.splice(0).forEach((close) => close()));
 /** Anna (a plain client) and Ben (the app's Dexie tables) in one club, and a match of
  * Anna's that Ben has not pulled. */
 async function twoCoaches(name: string) {
-  const email = uniqueEmail(name);
-  const annaDb = new Device().open();
-  const anna = await SyncClient.open({ db: annaDb, serverUrl });
-  const benDb = new Device().open();
-  const ben = await connectDexie(benDb, { serverUrl, tables: grassrootsTables });
-  cleanup.push(() => {
-    anna.close();
-    ben.close();
-    annaDb.close();
-    benDb.close();
-  });
-  await anna.signup({ email, password: PASSWORD, team_name: "Riverside U10" });
-  await ben.login(email, PASSWORD);
-  const match = await anna.create("matches", { venue: "Riverside Park" });
-  await anna.sync();
-  return { anna, ben, benDb, match };
+  return twoCoachesOfOneClub(
+    name,
+    {
+      anna: (db) => SyncClient.open({ db, serverUrl }),
+      ben: (db) => connectDexie(db, { serverUrl, tables: grassrootsTables }),
+    },
+    cleanup,
+  );
 }
 
 describe("a match live", () => {

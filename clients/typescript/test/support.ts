@@ -4,6 +4,8 @@ import { Dexie } from "dexie";
 import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
 
 import { SYNC_STORES } from "../src/store.js";
+import type { SyncClient } from "../src/sync.js";
+import type { LoggedChange } from "../src/wire.js";
 
 /** The app's stores (the current `grassroots_db` schema, trimmed to what the tests use). */
 export const APP_STORES = {
@@ -60,3 +62,42 @@ export function uniqueEmail(label: string): string {
 }
 
 export const PASSWORD = "correct horse battery staple";
+
+/**
+ * Two coaches of one new club: Anna signs it up and creates a match, which she syncs; Ben
+ * logs in and has not pulled it. Each opens a client on a database of its own with `open`;
+ * `cleanup` gets what closes them.
+ */
+export async function twoCoachesOfOneClub<A extends SyncClient, B extends SyncClient>(
+  name: string,
+  open: { anna: (db: Dexie) => Promise<A>; ben: (db: Dexie) => Promise<B> },
+  cleanup: Array<() => void>,
+) {
+  const email = uniqueEmail(name);
+  const annaDb = new Device().open();
+  const anna = await open.anna(annaDb);
+  const benDb = new Device().open();
+  const ben = await open.ben(benDb);
+  cleanup.push(() => {
+    anna.close();
+    ben.close();
+    annaDb.close();
+    benDb.close();
+  });
+  await anna.signup({ email, password: PASSWORD, team_name: "Riverside U10" });
+  await ben.login(email, PASSWORD);
+  const match = await anna.create("matches", { venue: "Riverside Park" });
+  await anna.sync();
+  return { email, anna, annaDb, ben, benDb, match };
+}
+
+/** Every change the server holds for `other`'s club, as `other` pulls it raw (one page). */
+export async function serverChanges(serverUrl: string, other: SyncClient): Promise<LoggedChange[]> {
+  const token = await other.session.accessToken();
+  const response = await fetch(`${serverUrl}/api/sync/pull`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ device_id: other.deviceId, cursor: 0, limit: 1000 }),
+  });
+  return ((await response.json()) as { changes: LoggedChange[] }).changes;
+}
