@@ -4,6 +4,7 @@ presence, revocation, limits and slow consumers (PROTOCOL.md §17)."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -284,23 +285,26 @@ async def test_a_stalled_client_is_dropped_and_the_others_keep_up(
         try:
             async with connect(live.ws_url(await live.token("phone-b"))) as ws:
                 await receive(ws)
-                latencies = []
+                after_ack = []
                 for _ in range(STALL_PUSHES):
                     changes = [
                         goal(live.device, live.match_id, live.home, notes="x" * 8000)
                         for _ in range(20)
                     ]
-                    started = time.monotonic()
                     await live.push(live.device.push(*changes))
+                    acked = time.monotonic()
+                    # A relay that waited on the stalled socket would stop delivering here
+                    # once its buffers filled: receive_until gives up after five seconds.
                     message, _ = await receive_until(ws, "changes")
-                    latencies.append(time.monotonic() - started)
+                    after_ack.append(time.monotonic() - acked)
                     assert [c["id"] for c in message["changes"]] == [str(c.id) for c in changes]
                 metrics = (await live.http.get("/metrics")).text
         finally:
             stalled.close()
     assert 'touchline_relay_queue_drops_total{kind="coach"} 1.0' in metrics
-    # The healthy device's pushes and deliveries never waited on the stalled one.
-    assert max(latencies) < 1.0, latencies
+    # The healthy device's deliveries kept pace with its acknowledgements. The median, not
+    # the maximum: a busy machine may pause any one push, stalled client or not.
+    assert statistics.median(after_ack) < 0.25, after_ack
 
 
 async def test_message_floods_are_refused_then_closed(
