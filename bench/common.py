@@ -88,6 +88,14 @@ def machine_busy_s() -> float:
     return (sum(values[:8]) - values[3] - values[4]) / CLK_TCK
 
 
+def machine_steal_s() -> float:
+    """CPU seconds the hypervisor gave the machine's cores to someone else (all cores). A
+    virtual machine whose host is busy loses them: its processes wait and run colder."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return values[7] / CLK_TCK
+
+
 def socket_peers(pid: int, remote_port: int) -> set[int]:
     """Local ports of the TCP connections that process ``pid`` holds to ``remote_port``."""
     inodes = set()

@@ -36,16 +36,19 @@ has for 3 s, at most 20 s), then the viewers report.
 
 **Load generator**, in separate processes (``bench/fanout_load.py``, spawned, uvloop): ``--procs``
 viewer processes holding the sockets, and one publisher. The publisher writes each event on
-its schedule: Touchline ``POST /api/matches/{id}/events`` with the event id chosen by the
-publisher (up to 32 writes in flight), the bare server a ``<match>\\n<json>`` frame on
-``/pub`` whose json has the shape and size of the message Touchline sends viewers for the
-event (a ``delta``; a goal's carries the match header too).
+its schedule, to Touchline as the club's coach device: by default a one-change sync push over
+the coach's live socket of the match (PROTOCOL.md §17.5, what a live coach's app does; one
+socket per device and match), with ``--writes push`` the same push as
+``POST /api/sync/push``, with ``--writes rest`` ``POST /api/matches/{id}/events`` (up to 32
+writes in flight). The bare server gets a ``<match>\\n<json>`` frame on ``/pub`` whose json
+has the shape and size of the message Touchline sends viewers for the event (a ``delta``; a
+goal's carries the match header too).
 
 **Figures.**
 
 - Latency: the viewer's arrival time minus the publisher's send time (``time.time_ns`` in
-  both processes, one clock). For Touchline it includes the whole REST write (HTTP, merge,
-  commit, then the relay), so it is conservative; "after the answer" is arrival minus the
+  both processes, one clock). For Touchline it includes the whole write (merge, commit, the
+  answer, then the relay), so it is conservative; "after the answer" is arrival minus the
   moment the write was answered. Percentiles over every (event, viewer) pair of the window.
 - Lost: an (event, viewer of its match) pair where the viewer was connected and never got
   it (cut-off viewers count); writes the server refused are reported, not expected.
@@ -107,6 +110,7 @@ from bench.common import (
     free_port,
     loopback_only,
     machine_busy_s,
+    machine_steal_s,
     median,
     process_stat_cpu_s,
     rss_kb,
@@ -495,11 +499,16 @@ class Scenario:
     """A window with every viewer connected and nothing written (0: none)."""
 
 
+STEAL_WARNING_CORES = 0.05
+"""Above this, a window's figures are flagged: the host was busy elsewhere."""
+
+
 @dataclass
 class Sample:
     server_cpu: float
     generator_cpu: list[float]
     machine: float
+    steal: float
     backends: dict[int, float]
 
     @classmethod
@@ -508,6 +517,7 @@ class Sample:
             process_cpu_s(server.pid),
             gen.cpu_s(),
             machine_busy_s(),
+            machine_steal_s(),
             await pg.sample() if pg else {},
         )
 
@@ -523,7 +533,8 @@ def window_cpu(a: Sample, b: Sample) -> dict[str, float]:
         "generator_cpu_s": sum(generator),
         "generator_max_process_cpu_s": max(generator, default=0.0),
         "machine_busy_s": machine,
-        "other_cpu_s": max(0.0, machine - server - postgres - sum(generator)),
+        "steal_s": b.steal - a.steal,
+        "other_cpu_s": max(0.0, machine - (b.steal - a.steal) - server - postgres - sum(generator)),
     }
 
 
@@ -831,6 +842,7 @@ def cost_figures(row: dict[str, Any]) -> dict[str, float]:
         "generator_cores": row["generator_cpu_s"] / window,
         "generator_max_cores": row["generator_max_process_cpu_s"] / window,
         "other_cores": row["other_cpu_s"] / window,
+        "steal_cores": row.get("steal_s", nan) / window,
         "deliveries_per_s": frames / window,
     }
 
@@ -859,7 +871,7 @@ class Options:
     postgres_url: str
     redis_url: str | None
     deflate: bool
-    writes: Literal["push", "rest"]
+    writes: Literal["socket", "push", "rest"]
     json_path: Path | None
     max_minutes: float
 
@@ -943,9 +955,14 @@ def print_row(kind: Kind, row: dict[str, Any]) -> None:
         f"      {c['deliveries_per_s']:,.0f} msgs/s delivered ({kinds}; carrying"
         f" {row['events_in_window']:,} events) | cores: server {c['server_cores']:.2f},"
         f" generator {c['generator_cores']:.2f}"
-        f" (busiest process {c['generator_max_cores']:.2f}), other {c['other_cores']:.2f}"
-        f" | publish late max {fmt(row['publish_late_max_ms'])} ms"
+        f" (busiest process {c['generator_max_cores']:.2f}), other {c['other_cores']:.2f},"
+        f" stolen {c['steal_cores']:.2f} | publish late max {fmt(row['publish_late_max_ms'])} ms"
     )
+    if c["steal_cores"] > STEAL_WARNING_CORES:
+        print(
+            f"      ! the host took {c['steal_cores']:.2f} of a core from this machine in the"
+            " window: its processes waited and ran colder; compare servers within a quiet run"
+        )
     if kind == "touchline":
         print(
             f"      writes: {row['published_per_s']:,.1f}/s of {row['due_per_s']:,.1f}/s due,"
@@ -995,6 +1012,7 @@ def summarize(
     lines.append(
         f"  {'server':<16} {'lost':>5} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7}"
         f" {'µs/msg':>7} {'relay':>7} {'pg µs':>6} {'KB/idle':>7} {'msgs/s':>7} {'other':>5}"
+        f" {'stolen':>6}"
     )
 
     def m(kind: Kind, key: str) -> float:
@@ -1013,12 +1031,12 @@ def summarize(
             f" {fmt(mc(kind, 'server_us')):>7} {fmt(mc(kind, 'relay_us')):>7}"
             f" {fmt(mc(kind, 'postgres_us') if m(kind, 'postgres_cpu_s') else None):>6}"
             f" {fmt(m(kind, 'kb_per_idle_viewer')):>7} {mc(kind, 'deliveries_per_s'):>7,.0f}"
-            f" {mc(kind, 'other_cores'):>5.2f}"
+            f" {mc(kind, 'other_cores'):>5.2f} {mc(kind, 'steal_cores'):>6.2f}"
         )
     lines.append(
         "  (µs/msg: server CPU over every frame delivered; relay: minus the idle viewers' and"
         " the writes' own CPU, over the frames the writes caused; other: cores used by the rest of"
-        " the machine)"
+        " the machine; stolen: cores the host took from the machine)"
     )
     if skipped:
         lines.append(f"  Touchline not measured: {skipped}")
@@ -1144,10 +1162,11 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument(
         "--writes",
-        choices=["push", "rest"],
-        default="push",
-        help="how Touchline's events are written: a device's sync push (default, what the app "
-        "does) or POST /api/matches/{id}/events",
+        choices=["socket", "push", "rest"],
+        default="socket",
+        help="how Touchline's events are written: a device's sync push over its live socket "
+        "(default, what a live coach's app does), the same push over HTTP, or "
+        "POST /api/matches/{id}/events",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: ~200 viewers, 1 run")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
@@ -1240,11 +1259,18 @@ async def choose_database(opts: Options, workdir: Path) -> Database:
     return Database("sqlite", opts.postgres_url, workdir)
 
 
+WRITES = {
+    "socket": "sync push over the coach's live socket",
+    "push": "sync push over HTTP",
+    "rest": "the REST API",
+}
+
+
 async def run_all(opts: Options, workdir: Path) -> dict[str, Any]:
     db = await choose_database(opts, workdir)
     touchline = (
         f" Touchline on {db.label}{' + Redis' if opts.redis_url else ''}"
-        f" (events written by {'sync push' if opts.writes == 'push' else 'REST'}),"
+        f" (events written by {WRITES[opts.writes]}),"
     )
     print(
         f"fan-out benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]},"

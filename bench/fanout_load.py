@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Literal, cast
 
 import msgspec
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
@@ -113,9 +113,10 @@ class PublisherConfig:
     """``ws://127.0.0.1:P/pub`` or ``http://127.0.0.1:P``."""
     concurrency: int = 32
     """Touchline: writes in flight at once (one keep-alive connection each)."""
-    writes: Literal["push", "rest"] = "push"
-    """Touchline: how events are written: a coach device's sync push (what the app does) or
-    the REST API's POST /api/matches/{id}/events."""
+    writes: Literal["socket", "push", "rest"] = "socket"
+    """Touchline: how events are written: a coach device's sync push over the match's live
+    socket (PROTOCOL.md §17.5, what a live coach does), the same push over HTTP
+    (POST /api/sync/push), or the REST API's POST /api/matches/{id}/events."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,12 +490,79 @@ _PUSHED: dict[str, list[int]] = {}
 """The last sequence each device pushed, across the publisher's jobs."""
 
 
+def event_change_set(
+    target: PublishTarget, event_id: str, kind: str, clock_ms: int, seq: int
+) -> str:
+    """A coach device's push of one new event (a ``PushRequest``), as JSON text."""
+    # The device's clock: a fresh HLC per change (PROTOCOL.md §2.5).
+    hlc = f"{time.time_ns() // 1_000_000:015d}-{seq % 100_000:05d}"
+    return (
+        f'{{"device_id":"{target.device}","changes":[{{"seq":{seq},"hlc":"{hlc}",'
+        f'"table":"events","id":"{event_id}","fields":{{"match_id":"{target.match}",'
+        f'"kind":"{kind}","team_id":"{target.team}","period_number":1,'
+        f'"clock_ms":{clock_ms}}}}}]}}'
+    )
+
+
+class CoachSocket:
+    """A coach device's live socket on one match (PROTOCOL.md §17), pushing change sets and
+    awaiting each one's ``ack`` or ``error`` by message id; other frames are read and
+    dropped. Opened once per (device, match) and kept across the publisher's jobs."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.waiting: dict[str, asyncio.Future[dict[str, object]]] = {}
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, base_url: str, target: PublishTarget) -> CoachSocket:
+        url = f"{base_url}/ws/match/{target.match}?token={target.bearer}"
+        return cls(await connect(url, compression=None, ping_interval=None, max_size=None))
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.socket:
+                if '"id"' not in raw[:200]:  # snapshots, deltas, heartbeats, presence
+                    continue
+                message = json.loads(raw)
+                waiter = self.waiting.pop(str(message.get("id")), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            for waiter in self.waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("coach socket closed"))
+
+    async def push(self, message_id: str, change_set: str) -> tuple[int, bytes]:
+        """Send one change set; (HTTP-like status, the answer's text)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting[message_id] = waiter
+        await self.socket.send(f'{{"type":"push","id":"{message_id}","change_set":{change_set}}}')
+        answer = await waiter
+        if answer.get("type") == "ack":
+            return 200, json.dumps(answer).encode()
+        problem = cast(dict[str, object], answer.get("problem") or {})
+        return int(cast(int, problem.get("status", 0))), json.dumps(answer).encode()
+
+    async def close(self) -> None:
+        await self.socket.close()
+        with suppress(asyncio.CancelledError):
+            await self.reader
+
+
+_COACH_SOCKETS: dict[tuple[str, str], CoachSocket] = {}
+"""Open coach sockets by (device, match), across the publisher's jobs."""
+
+
 async def _publish_touchline(config: PublisherConfig, job: PublishJob) -> PublishReport:
     sent: list[Sent] = []
     errors: list[str] = []
     failed = [0]
     url = urllib.parse.urlsplit(config.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
+    ws_base = f"ws://{host}:{port}"
     idle: asyncio.Queue[HttpConnection | None] = asyncio.Queue()
     for _ in range(config.concurrency):
         idle.put_nowait(None)  # a free slot, its connection opened when first needed
@@ -515,14 +583,7 @@ async def _publish_touchline(config: PublisherConfig, job: PublishJob) -> Publis
     def push_request(
         target: PublishTarget, event_id: str, kind: str, index: int, seq: int
     ) -> bytes:
-        # The device's clock: a fresh HLC per change (PROTOCOL.md §2.5).
-        hlc = f"{time.time_ns() // 1_000_000:015d}-{seq % 100_000:05d}"
-        body = (
-            f'{{"device_id":"{target.device}","changes":[{{"seq":{seq},"hlc":"{hlc}",'
-            f'"table":"events","id":"{event_id}","fields":{{"match_id":"{target.match}",'
-            f'"kind":"{kind}","team_id":"{target.team}","period_number":1,'
-            f'"clock_ms":{_clock_ms(index)}}}}}]}}'
-        ).encode()
+        body = event_change_set(target, event_id, kind, _clock_ms(index), seq).encode()
         return (
             f"POST /api/sync/push HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Authorization: Bearer {target.bearer}\r\nContent-Type: application/json\r\n"
@@ -539,9 +600,46 @@ async def _publish_touchline(config: PublisherConfig, job: PublishJob) -> Publis
         # A device's pushes carry dense sequences: one at a time per device.
         last = _PUSHED.setdefault(target.device, [0])
         async with locks.setdefault(target.device, asyncio.Lock()):
+            if config.writes == "socket":
+                body = event_change_set(target, event_id, kind, _clock_ms(index), last[0] + 1)
+                if await send_socket(index, due, target, event_id, body):
+                    last[0] += 1
+                return
             raw = push_request(target, event_id, kind, index, last[0] + 1)
             if await send(index, due, target, event_id, raw):
                 last[0] += 1
+
+    async def send_socket(
+        index: int, due: int, target: PublishTarget, event_id: str, body: str
+    ) -> bool:
+        key = (target.device, target.match)
+        try:
+            coach = _COACH_SOCKETS.get(key)
+            if coach is None:
+                coach = _COACH_SOCKETS[key] = await CoachSocket.open(ws_base, target)
+            send_ns = time.time_ns()
+            status, answer = await asyncio.wait_for(coach.push(f"e{index}", body), 60)
+            done_ns = time.time_ns()
+        except (OSError, ConnectionError, ConnectionClosed, TimeoutError) as exc:
+            fail(f"{type(exc).__name__}: {exc}")
+            stale = _COACH_SOCKETS.pop(key, None)
+            if stale is not None:
+                await stale.close()
+            return False
+        write = Sent(target.match, event_id, due, send_ns, done_ns, status == 200)
+        return answered(write, status, answer)
+
+    def fail(error: str) -> None:
+        failed[0] += 1
+        if len(errors) < MAX_ERRORS:
+            errors.append(error)
+
+    def answered(write: Sent, status: int, answer: bytes) -> bool:
+        """Note a write the server answered; whether it took it."""
+        if not write.ok:
+            fail(f"{status} {answer[:300]!r}")
+        sent.append(write)
+        return write.ok
 
     async def send(index: int, due: int, target: PublishTarget, event_id: str, raw: bytes) -> bool:
         connection = await idle.get()
@@ -558,21 +656,14 @@ async def _publish_touchline(config: PublisherConfig, job: PublishJob) -> Publis
             asyncio.IncompleteReadError,
             TimeoutError,
         ) as exc:
-            failed[0] += 1
-            if len(errors) < MAX_ERRORS:
-                errors.append(f"{type(exc).__name__}: {exc}")
+            fail(f"{type(exc).__name__}: {exc}")
             if connection is not None:
                 connection.close()
             idle.put_nowait(None)
             return False
         idle.put_nowait(connection)
         ok = status == (201 if config.writes == "rest" else 200)
-        if not ok:
-            failed[0] += 1
-            if len(errors) < MAX_ERRORS:
-                errors.append(f"{status} {answer[:300]!r}")
-        sent.append(Sent(target.match, event_id, due, send_ns, done_ns, ok))
-        return ok
+        return answered(Sent(target.match, event_id, due, send_ns, done_ns, ok), status, answer)
 
     tasks = []
     try:
@@ -599,6 +690,9 @@ async def _publisher(pipe: Connection, config: PublisherConfig) -> None:
                 else:
                     pipe.send(await _publish_touchline(config, job))
             case _:
+                for coach in _COACH_SOCKETS.values():
+                    with suppress(OSError, ConnectionClosed):
+                        await coach.close()
                 return
 
 
