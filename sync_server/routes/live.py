@@ -337,10 +337,12 @@ async def watch_stream(
 
 @get("/metrics", opt={"exclude_from_auth": True}, include_in_schema=False)
 async def metrics(
-    hub: NamedDependency[Hub], engine: NamedDependency[AsyncEngine]
+    hub: NamedDependency[Hub],
+    engine: NamedDependency[AsyncEngine],
+    store: NamedDependency[ChangeStore],
 ) -> Response[bytes]:
     """Prometheus metrics (counts only, nothing personal)."""
-    await hub.metrics.sync.sample(engine)
+    await hub.metrics.sync.sample(engine, store)
     return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
