@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -18,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync_server import tables
-from sync_server.store import Announcement, ChangeStore
+from sync_server.store import Announcement
 
 __all__ = ["SyncMetrics"]
 
@@ -58,16 +57,6 @@ class SyncMetrics:
             "Entries in the change log, all clubs together (read at scrape time).",
             registry=registry,
         )
-        self.push_paths = Counter(
-            "touchline_sync_push_paths",
-            "Pushes by how the PostgreSQL store wrote them: memo (one round trip, planned on "
-            "what this instance remembered of the club), memo_missed (the memo was out of "
-            "date, as when another instance wrote for the club; the locked path followed) "
-            "and locked (read under the club's lock first). Counted at scrape time.",
-            ["path"],
-            registry=registry,
-        )
-        self._push_paths_seen: dict[str, int] = {}
         self.pool = Gauge(
             "touchline_db_pool_connections",
             "Database connections of this instance's pool: in use, idle, and the pool size.",
@@ -75,22 +64,14 @@ class SyncMetrics:
             registry=registry,
         )
 
-    def _count_push_paths(self, paths: Mapping[str, int]) -> None:
-        """Move the counter on by what the store counted since the last scrape."""
-        for path, total in paths.items():
-            if total > (seen := self._push_paths_seen.get(path, 0)):
-                self.push_paths.labels(path).inc(total - seen)
-                self._push_paths_seen[path] = total
-
     def committed(self, commit: Announcement) -> None:
         """Count one commit (the store's announcement of it)."""
         self.changes_committed.inc(commit.seq - commit.after)
         if commit.conflicts:
             self.conflicts.inc(len(commit.conflicts))
 
-    async def sample(self, engine: AsyncEngine, store: ChangeStore | None = None) -> None:
+    async def sample(self, engine: AsyncEngine) -> None:
         """Read the gauges that are only worth reading when someone looks."""
-        self._count_push_paths(getattr(store, "push_paths", {}))
         pool = engine.pool
         for state, reading in (("in_use", "checkedout"), ("idle", "checkedin"), ("size", "size")):
             read = getattr(pool, reading, None)

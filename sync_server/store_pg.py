@@ -5,18 +5,12 @@ processed every parameter of every batched row in Python; raw asyncpg takes abou
 encodes arrays in C. Changes the server records inside a caller's SQLAlchemy transaction run
 on the asyncpg connection underneath it; pushes run on a pool of their own.
 
-The locked push is four round trips: ``BEGIN`` with the club's lock, one read (the club's
-head, the device's cursor and the touched records' states), one write (log entries, records,
-conflicts, the club's head and the device's cursor, as one statement of data-modifying CTEs)
-and ``COMMIT``. On a quiet server every round trip is a wake-up of the process, and checking
-a connection out of SQLAlchemy's pool cost a ping and a dozen greenlet switches besides: a
+A push is four round trips: ``BEGIN`` with the club's lock, one read (the club's head, the
+device's cursor and the touched records' states), one write (log entries, records, conflicts,
+the club's head and the device's cursor, as one statement of data-modifying CTEs) and
+``COMMIT``. On a quiet server every round trip is a wake-up of the process, and checking a
+connection out of SQLAlchemy's pool cost a ping and a dozen greenlet switches besides: a
 one-change push took ten round trips and about 4.4 ms of CPU.
-
-A device pushing again to a club this instance wrote for lately skips the read: the push is
-planned on the club's memo (sync_server.club_memo) and written in one round trip by the same
-statement, gated on the club's head being still the memo's, the club's lock being free and
-the records planned as new not existing. If the gate refuses, nothing was written and the
-locked push follows.
 
 Both paths return what the generic store's hooks return, so both pass the same contract
 suite.
@@ -28,10 +22,8 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
@@ -43,18 +35,9 @@ from sqlalchemy.pool import NullPool
 
 from protocol import merge
 from protocol.hlc import Hlc
-from protocol.ingest import (
-    CheckedChangeSet,
-    DeviceCursor,
-    PushPlan,
-    PushRejected,
-    RecordKey,
-    StoredChange,
-    record_keys,
-)
+from protocol.ingest import DeviceCursor, RecordKey, StoredChange, record_keys
 from protocol.wire import PushRequest, PushResponse
 from sync_server import tables
-from sync_server.club_memo import ClubMemo, ClubMemos
 from sync_server.db import POSTGRES_POOL_SIZE, POSTGRES_SERVER_SETTINGS, closed_in_time
 from sync_server.projection import from_ms
 from sync_server.store import Announcement, WallClock
@@ -79,12 +62,7 @@ _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 class PostgresChangeStore(SqlChangeStore):
     def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        max_skew_ms: int,
-        clock: WallClock | None = None,
-        memos: ClubMemos | None = None,
+        self, engine: AsyncEngine, *, max_skew_ms: int, clock: WallClock | None = None
     ) -> None:
         super().__init__(engine, max_skew_ms=max_skew_ms, clock=clock)
         prefix = f'"{schema}".' if (schema := schema_of(engine)) else ""
@@ -95,85 +73,12 @@ class PostgresChangeStore(SqlChangeStore):
         self._pooled = not isinstance(engine.pool, NullPool)
         self._pool: asyncpg.Pool | None = None
         self._pool_opening = asyncio.Lock()
-        self._memos = memos if memos is not None else ClubMemos()
-        self.push_paths: Counter[str] = Counter()
-        """Pushes by path: ``memo`` (one round trip), ``memo_missed`` (the memo was out of
-        date; the locked path followed) and ``locked``."""
 
     # -- push -------------------------------------------------------------------------------
 
     async def push(self, club_id: uuid.UUID, request: PushRequest) -> PushResponse:
         checked = check_pushed(request)
         keys = record_keys(request)
-        memo = self._memos.get(club_id)
-        planned = self._plan_on_memo(club_id, checked, keys, memo) if memo else None
-        if planned is not None:
-            pushed = await self._write_on_memo(club_id, planned)
-            if pushed is not None:
-                self.push_paths["memo"] += 1
-                return pushed
-            self._memos.forget(club_id)
-            self.push_paths["memo_missed"] += 1
-        self.push_paths["locked"] += 1
-        return await self._push_locked(club_id, checked, keys)
-
-    def _plan_on_memo(
-        self, club_id: uuid.UUID, checked: CheckedChangeSet, keys: set[RecordKey], memo: ClubMemo
-    ) -> _OnMemo | None:
-        """The push planned on what this instance remembers of the club; None when the memo
-        cannot tell (the locked path reads what it needs)."""
-        request = checked.request
-        device = memo.devices.get(request.device_id)
-        if device is None or request.changes[0].seq <= device.last_seq:
-            return None  # a device new here, or re-sent changes: the log must be read
-        records = {key: memo.records[key] for key in keys if key in memo.records}
-        try:
-            plan, now_ms = self._plan(checked, device, {}, records, memo.club_max)
-        except PushRejected:
-            return None  # judged on the memo: the database's state has the last word
-        writes = planned_writes(club_id, request.device_id, plan, memo.head, now_ms)
-        if writes is None:
-            return None
-        announcement = commit_announcement(
-            club_id, memo.head, plan, request.device_id, writes.conflicts
-        )
-        new = ids_by_table(key for key in keys if key not in records)
-        return _OnMemo(memo.head, plan, now_ms, writes, announcement, new)
-
-    async def _write_on_memo(self, club_id: uuid.UUID, planned: _OnMemo) -> PushResponse | None:
-        """Write a push planned on the memo in one round trip, outside any transaction, if
-        the memo is still true; None (nothing written) when it was not."""
-        writes, plan = planned.writes, planned.plan
-        notice = self._notice(planned.announcement)
-        statement = self._sql.push_write(
-            tuple(writes.record_rows),
-            bool(writes.conflict_rows),
-            notice is not None,
-            tuple(planned.new),
-        )
-        arguments = [*_write_arguments(writes), planned.head, lock_key(club_id)]
-        async with self._connection() as pg:
-            written = await pg.fetch(statement, *arguments, *planned.new.values(), *(notice or ()))
-        if not written:
-            return None
-        self._memos.committed(
-            club_id,
-            before=planned.head,
-            after=writes.log_seq,
-            club_max=plan.club_max,
-            device_id=writes.device_id,
-            device=plan.device,
-            states=plan.states,
-        )
-        announcement = planned.announcement
-        if notice is not None:
-            announcement = dataclasses.replace(announcement, notified=True)
-        return self._pushed(announcement, writes.device_id, plan, planned.now_ms)
-
-    async def _push_locked(
-        self, club_id: uuid.UUID, checked: CheckedChangeSet, keys: set[RecordKey]
-    ) -> PushResponse:
-        request = checked.request
         by_table = ids_by_table(keys)
         async with self._connection() as pg:
             # Simple-query protocol: both statements in one round trip. The key is our int.
@@ -205,15 +110,6 @@ class PostgresChangeStore(SqlChangeStore):
             except Exception:
                 await _roll_back(pg)
                 raise
-        self._memos.committed(
-            club_id,
-            before=head,
-            after=head if writes is None else writes.log_seq,
-            club_max=club_max if writes is None else plan.club_max,
-            device_id=request.device_id,
-            device=device if writes is None else plan.device,
-            states={**records, **plan.states},
-        )
         if notice is not None:
             announcement = dataclasses.replace(announcement, notified=True)
         return self._pushed(announcement, request.device_id, plan, now_ms)
@@ -252,8 +148,6 @@ class PostgresChangeStore(SqlChangeStore):
         await pg.execute(statement, *_write_arguments(writes), *(notice or ()))
 
     async def _apply(self, conn: AsyncConnection, writes: PlannedWrites) -> None:
-        # A change the server records moves the club's head: the memo would only miss.
-        self._memos.forget(writes.club_id)
         await self._write_all(await _driver(conn), writes)
 
     @asynccontextmanager
@@ -374,19 +268,6 @@ def _write_arguments(writes: PlannedWrites) -> list[Any]:
     return arguments
 
 
-@dataclass(frozen=True, slots=True)
-class _OnMemo:
-    """A push planned on a club's memo, ready to write."""
-
-    head: int
-    plan: PushPlan
-    now_ms: int
-    writes: PlannedWrites
-    announcement: Announcement
-    new: dict[str, list[uuid.UUID]]
-    """Ids of the records planned as new, by table: the write checks none exists."""
-
-
 class _Statements:
     """The SQL of the fast path, qualified with the configured schema."""
 
@@ -406,14 +287,8 @@ class _Statements:
     def push_read(self, table_names: tuple[str, ...]) -> str:
         return _push_read_sql(self._prefix, table_names)
 
-    def push_write(
-        self,
-        table_names: tuple[str, ...],
-        conflicts: bool,
-        notify: bool,
-        checked_new: tuple[str, ...] | None = None,
-    ) -> str:
-        return _push_write_sql(self._prefix, table_names, conflicts, notify, checked_new)
+    def push_write(self, table_names: tuple[str, ...], conflicts: bool, notify: bool) -> str:
+        return _push_write_sql(self._prefix, table_names, conflicts, notify)
 
 
 @cache
@@ -444,22 +319,16 @@ def _push_read_sql(prefix: str, table_names: tuple[str, ...]) -> str:
 def _unnest(table: Table, start: int) -> tuple[str, int]:
     """``SELECT * FROM unnest(...)`` of one array argument per column from ``$start``."""
     arrays = ", ".join(
-        f"${position}::{_type(column)}[]"
+        f"${position}::{column.type.compile(dialect=_PG_DIALECT)}[]"
         for position, column in enumerate(table.columns, start=start)
     )
     return f"SELECT * FROM unnest({arrays})", start + len(table.columns)
 
 
-def _type(column: Any) -> str:
-    return str(column.type.compile(dialect=_PG_DIALECT))
-
-
-def _insert(
-    prefix: str, table: Table, start: int, *, upsert: bool = False, gate: str = ""
-) -> tuple[str, int]:
+def _insert(prefix: str, table: Table, start: int, *, upsert: bool = False) -> tuple[str, int]:
     names = ", ".join(f'"{column.name}"' for column in table.columns)
     rows, after = _unnest(table, start)
-    sql = f'INSERT INTO {prefix}"{table.name}" ({names}) {rows}{gate}'
+    sql = f'INSERT INTO {prefix}"{table.name}" ({names}) {rows}'
     if upsert:
         keys = [column.name for column in table.primary_key.columns]
         updates = ", ".join(
@@ -474,74 +343,33 @@ def _insert(
 
 @cache
 def _push_write_sql(
-    prefix: str,
-    table_names: tuple[str, ...],
-    conflicts: bool,
-    notify: bool,
-    checked_new: tuple[str, ...] | None = None,
+    prefix: str, table_names: tuple[str, ...], conflicts: bool, notify: bool
 ) -> str:
-    """Every write of a push as one statement; its arguments come from ``_write_arguments``,
-    then, when ``checked_new`` is given, the gate's, then the notification's.
+    """Every write of a push as one statement; its arguments come from ``_write_arguments``.
 
     The data-modifying CTEs touch different tables (each record once), so running them on
-    one snapshot changes nothing; PostgreSQL runs every one of them to completion.
-
-    With ``checked_new`` (a push planned on a memo, run outside any transaction) the club's
-    row is updated only if its head is still the one planned on, the club's lock is free and
-    none of the records planned as new exists, in tables ``checked_new`` (ids: one argument
-    each). Every other write waits for that update's row: the statement writes all or
-    nothing and returns one row if it wrote. A commit that slipped in after the statement's
-    snapshot is caught too: the update re-reads the club's row it waited on, whose head
-    moved."""
+    one snapshot changes nothing; PostgreSQL runs every one of them to completion."""
     p = prefix
-    gated = checked_new is not None
-    gate = " WHERE EXISTS (SELECT FROM club)" if gated else ""
-    log, at = _insert(p, tables.change_log, 1, gate=gate)
-    club_at, at = at, at + 8
-    devices = tables.devices.c
-    cursor = ", ".join(
-        f"${club_at + offset}::{_type(column)}"
-        for offset, column in (
-            (3, devices.club_id),
-            (4, devices.id),
-            (5, devices.last_seq),
-            (6, devices.last_hlc),
-            (7, devices.created_at),
-            (7, devices.last_push_at),
-        )
-    )
+    log, at = _insert(p, tables.change_log, 1)
     parts = [
         f"log AS ({log})",
+        f"club AS (UPDATE {p}clubs SET log_seq = ${at + 1}, max_hlc = ${at + 2} WHERE id = ${at})",
         f"device AS (INSERT INTO {p}devices"
         " (club_id, id, last_seq, last_hlc, created_at, last_push_at)"
-        f" SELECT {cursor}{gate}"
+        f" VALUES (${at + 3}, ${at + 4}, ${at + 5}, ${at + 6}, ${at + 7}, ${at + 7})"
         " ON CONFLICT (club_id, id) DO UPDATE SET last_seq = EXCLUDED.last_seq,"
         " last_hlc = EXCLUDED.last_hlc, last_push_at = EXCLUDED.last_push_at)",
     ]
+    at += 8
     for index, table_name in enumerate(table_names):
-        upsert, at = _insert(p, tables.DOMAIN_TABLES[table_name], at, upsert=True, gate=gate)
+        upsert, at = _insert(p, tables.DOMAIN_TABLES[table_name], at, upsert=True)
         parts.append(f"r{index} AS ({upsert})")
     if conflicts:
-        found, at = _insert(p, tables.conflicts, at, gate=gate)
+        found, at = _insert(p, tables.conflicts, at)
         parts.append(f"conflicts AS ({found})")
-    club = (
-        f"UPDATE {p}clubs SET log_seq = ${club_at + 1}, max_hlc = ${club_at + 2}"
-        f" WHERE id = ${club_at}"
-    )
-    if checked_new is not None:
-        club += f" AND log_seq = ${at} AND pg_try_advisory_xact_lock(${at + 1})"
-        at += 2
-        for table_name in checked_new:
-            club += (
-                f' AND NOT EXISTS (SELECT FROM {p}"{table_name}"'
-                f" WHERE club_id = ${club_at} AND id = ANY(${at}::uuid[]))"
-            )
-            at += 1
-        club += " RETURNING id"
-    parts.insert(0, f"club AS ({club})")
     # pg_notify inside the transaction: delivered when, and only if, it commits.
-    last = f"pg_notify(${at}, ${at + 1})" if notify else "1"
-    return f"WITH {', '.join(parts)} SELECT {last}{' FROM club' if gated else ''}"
+    last = f"SELECT pg_notify(${at}, ${at + 1})" if notify else "SELECT 1"
+    return f"WITH {', '.join(parts)} {last}"
 
 
 def open_store(

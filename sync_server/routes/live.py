@@ -337,12 +337,10 @@ async def watch_stream(
 
 @get("/metrics", opt={"exclude_from_auth": True}, include_in_schema=False)
 async def metrics(
-    hub: NamedDependency[Hub],
-    engine: NamedDependency[AsyncEngine],
-    store: NamedDependency[ChangeStore],
+    hub: NamedDependency[Hub], engine: NamedDependency[AsyncEngine]
 ) -> Response[bytes]:
     """Prometheus metrics (counts only, nothing personal)."""
-    await hub.metrics.sync.sample(engine, store)
+    await hub.metrics.sync.sample(engine)
     return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
