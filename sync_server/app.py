@@ -40,6 +40,7 @@ from sync_server.routes import matches as match_routes
 from sync_server.routes import share as share_routes
 from sync_server.routes import sync as sync_routes
 from sync_server.routes import teams as team_routes
+from sync_server.runtime import tune_collector
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
 from sync_server.store_pg import open_store
@@ -252,4 +253,6 @@ def app_from_env() -> Litestar:
     """Factory for `uvicorn sync_server.app:app_from_env --factory`."""
     settings = Settings.from_env(os.environ)
     configure_logging(logging.INFO, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_collector()
+    return app

@@ -24,6 +24,7 @@ from sync_server.db import create_engine
 from sync_server.logs import configure_logging, logging_config
 from sync_server.migrate import head_revision, upgrade_to_head
 from sync_server.relay.fast_socket import UVICORN_WS
+from sync_server.runtime import tune_collector
 from sync_server.settings import Settings, SettingsError
 from sync_server.store_pg import open_store
 
@@ -91,9 +92,11 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     multi_process = args.workers > 1
     level = getattr(logging, args.log_level.upper())
+    # Worker processes import the app themselves, each building its settings likewise.
+    app = "sync_server.app:app_from_env" if multi_process else create_app(settings)
+    tune_collector()
     uvicorn.run(
-        # Worker processes import the app themselves, each building its settings likewise.
-        "sync_server.app:app_from_env" if multi_process else create_app(settings),
+        app,
         factory=multi_process,
         workers=args.workers,
         host=settings.host,
