@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import anyio
 import asyncpg
@@ -442,3 +443,41 @@ async def test_a_push_sends_the_relays_notice_inside_its_commit(
     finally:
         if listener is not None:
             await listener.close()
+
+
+async def test_a_push_stores_every_kind_of_value_as_sent(
+    store: SqlChangeStore, clock: FakeClock, club: uuid.UUID, clean_engine: AsyncEngine
+) -> None:
+    """Text, integers, fractions, booleans, dates, timestamps and ids land in their columns
+    unchanged, and an absent field stays empty."""
+    a = ScriptedDevice("phone-a", clock)
+    match, home, away, player = (uuid.uuid4() for _ in range(4))
+    setup = new_match_changes(a, match, home, away)
+    await store.push(
+        club,
+        a.push(
+            *setup,
+            a.change("players", player, {"full_name": "Zoë O'Neil \"Zo\"", "dob": "2015-03-09"}),
+            a.change("lineup", uuid.uuid4(), {"match_id": str(match), "player_id": str(player),
+                                              "start_min": 12.5, "end_min": 90}),
+            goal(a, match, home, player_id=str(player), x=0.25, sentiment=-2,
+                 created_at="2026-11-21T10:15:30.250Z"),
+        ),
+    )  # fmt: skip
+    async with clean_engine.connect() as conn:
+        named = (
+            await conn.execute(select(tables.players).where(tables.players.c.id == player))
+        ).one()
+        placed = (await conn.execute(select(tables.lineup))).one()
+        event = (await conn.execute(select(tables.events))).one()
+    assert (named.full_name, named.dob.isoformat(), named.squad_number) == (
+        'Zoë O\'Neil "Zo"',
+        "2015-03-09",
+        None,
+    )
+    assert (placed.player_id, placed.start_min, placed.end_min) == (player, 12.5, 90.0)
+    assert (event.player_id, event.x, event.y, event.sentiment) == (player, 0.25, None, -2)
+    # SQLite keeps no zone: its timestamps are UTC by the store's convention.
+    created = event.created_at.replace(tzinfo=event.created_at.tzinfo or UTC)
+    assert created == datetime(2026, 11, 21, 10, 15, 30, 250_000, tzinfo=UTC)
+    assert not event.is_deleted and event.match_id == match
