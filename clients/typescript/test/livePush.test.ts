@@ -123,6 +123,16 @@ async function goLive(client: SyncClient, match: string, script: SocketScript, p
   return live;
 }
 
+/** Anna and Ben as `coaches` gives them, Anna's match live over a scripted socket, and the
+ *  recorder cleared: what each test then sends is all it records. */
+async function liveCoaches(name: string, pushTimeoutMs?: number) {
+  const coached = await coaches(name);
+  const script = newScript();
+  const live = await goLive(coached.anna, coached.match, script, pushTimeoutMs);
+  coached.recorder.requests.length = 0;
+  return { ...coached, script, live };
+}
+
 /** Every change of `deviceId` the server stored for record `id`, as another device pulls it. */
 async function storedChanges(other: SyncClient, deviceId: string, id: string): Promise<LoggedChange[]> {
   const changes = await serverChanges(serverUrl, other);
@@ -131,10 +141,7 @@ async function storedChanges(other: SyncClient, deviceId: string, id: string): P
 
 describe("pushes while a match is live", () => {
   it("go over the socket, not POST /api/sync/push", async () => {
-    const { recorder, anna, ben, match } = await coaches("ws-push");
-    const script = newScript();
-    const live = await goLive(anna, match, script);
-    recorder.requests.length = 0;
+    const { recorder, anna, ben, match, script, live } = await liveCoaches("ws-push");
 
     const goal = await anna.create("events", { match_id: match, kind: "goal", clock_ms: 120_000 });
     await anna.update("events", goal, { notes: "top corner" });
@@ -151,9 +158,7 @@ describe("pushes while a match is live", () => {
   });
 
   it("go over HTTP again once the live match is stopped", async () => {
-    const { recorder, anna, ben, match } = await coaches("ws-stop");
-    const script = newScript();
-    const live = await goLive(anna, match, script);
+    const { recorder, anna, ben, match, script, live } = await liveCoaches("ws-stop");
     const goal = await anna.create("events", { match_id: match, kind: "goal" });
     expect(await anna.push()).toBe(1);
     expect(script.pushes).toHaveLength(1);
@@ -170,10 +175,7 @@ describe("pushes while a match is live", () => {
   });
 
   it("fall back to HTTP when the socket drops before the server got the push", async () => {
-    const { recorder, anna, ben, match } = await coaches("ws-cut-before");
-    const script = newScript();
-    const live = await goLive(anna, match, script);
-    recorder.requests.length = 0;
+    const { recorder, anna, ben, match, script, live } = await liveCoaches("ws-cut-before");
 
     const goal = await anna.create("events", { match_id: match, kind: "goal" });
     script.cutBeforePush = true;
@@ -194,10 +196,7 @@ describe("pushes while a match is live", () => {
   });
 
   it("fall back to HTTP when the socket drops before the answer, and the change is stored once", async () => {
-    const { recorder, anna, ben, match } = await coaches("ws-cut-at-ack");
-    const script = newScript();
-    const live = await goLive(anna, match, script);
-    recorder.requests.length = 0;
+    const { recorder, anna, ben, match, script, live } = await liveCoaches("ws-cut-at-ack");
 
     const goal = await anna.create("events", { match_id: match, kind: "goal", clock_ms: 60_000 });
     script.cutAtAck = true;
@@ -214,10 +213,7 @@ describe("pushes while a match is live", () => {
   });
 
   it("fall back to HTTP when no answer comes within the timeout", async () => {
-    const { recorder, anna, ben, match } = await coaches("ws-timeout");
-    const script = newScript();
-    const live = await goLive(anna, match, script, 300);
-    recorder.requests.length = 0;
+    const { recorder, anna, ben, match, script, live } = await liveCoaches("ws-timeout", 300);
 
     const goal = await anna.create("events", { match_id: match, kind: "goal" });
     script.swallowAck = true;
@@ -234,10 +230,7 @@ describe("pushes while a match is live", () => {
   });
 
   it("stop waiting when aborted, like an aborted HTTP push", async () => {
-    const { recorder, anna, ben, match } = await coaches("ws-abort");
-    const script = newScript();
-    const live = await goLive(anna, match, script);
-    recorder.requests.length = 0;
+    const { recorder, anna, ben, match, script, live } = await liveCoaches("ws-abort");
 
     const goal = await anna.create("events", { match_id: match, kind: "goal" });
     script.swallowAck = true;
