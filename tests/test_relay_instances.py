@@ -4,6 +4,7 @@ runs several instances behind a load balancer)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,6 +20,11 @@ import msgspec
 import pytest
 from websockets.asyncio.client import connect
 
+from protocol.relay import Committed
+from sync_server.app import relay_channel
+from sync_server.db import create_engine
+from sync_server.settings import Settings
+from sync_server.store_pg import open_store
 from tests.conftest import POSTGRES, SESSION_SCHEMA, TEST_DATABASE_URL, TEST_SECRET_KEY
 from tests.live_fixtures import (
     STALL_PUSHES,
@@ -248,3 +254,58 @@ async def test_a_stalled_client_is_dropped_while_others_keep_their_latency(
         stalled.close()
     assert 'touchline_relay_queue_drops_total{kind="coach"} 1.0' in metrics
     assert max(latencies) < 1.0, latencies
+
+
+@pytest.fixture(scope="module")
+def on_postgres(migrated: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One instance relaying through PostgreSQL, where a push's commit sends its own notice."""
+    with _server(_env(None), tmp_path_factory.mktemp("own-notices") / "a.log") as served:
+        yield served
+
+
+async def test_a_commit_whose_answer_was_lost_still_reaches_the_viewers(
+    on_postgres: Served,
+) -> None:
+    """A push's notice travels inside its commit; if the instance that committed it never
+    returned (the answer lost), its own notice, looked at a second or two later, relays it."""
+    dsn = TEST_DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://")
+    channel = relay_channel(Settings.from_env(_env(None)))
+    notices: asyncio.Queue[Committed] = asyncio.Queue()
+    listener = await asyncpg.connect(dsn)
+    engine = create_engine(Settings.from_env(_env(None)), pooled=False)
+    try:
+        await listener.add_listener(
+            channel, lambda *args: notices.put_nowait(msgspec.json.decode(args[3], type=Committed))
+        )
+        async with httpx.AsyncClient(base_url=on_postgres.url, timeout=10) as http:
+            live = await live_match(http, on_postgres)
+            share, _ = await live.share_token()
+            async with connect(live.ws_url(share)) as ws:
+                await receive(ws)
+                await live.push(live.device.push(goal(live.device, live.match_id, live.home)))
+                await receive_until(ws, "delta")
+                own = await asyncio.wait_for(_last_notice(notices), 5)
+                assert own.origin, "the push's commit sent the notice itself"
+                # The same instance's next commit, as if its push had never come back: stored
+                # and notified by the commit, never announced to the relay.
+                store = open_store(engine, max_skew_ms=60_000)
+                lost = goal(live.device, live.match_id, live.home)
+                pushed = await store.push(own.club, live.device.push(lost))
+                notice = msgspec.structs.replace(
+                    own, seq=pushed.cursor, after=own.seq, at_ms=int(time.time() * 1000)
+                )
+                await listener.execute(
+                    "SELECT pg_notify($1, $2)", channel, msgspec.json.encode(notice).decode()
+                )
+                delta, _ = await receive_until(ws, "delta", within=5.0)
+                assert [e["id"] for e in delta["events"]] == [str(lost.id)]
+    finally:
+        await listener.close()
+        await engine.dispose()
+
+
+async def _last_notice(notices: asyncio.Queue[Committed]) -> Committed:
+    notice = await notices.get()
+    while not notices.empty():
+        notice = notices.get_nowait()
+    return notice

@@ -58,8 +58,9 @@ _decode_bus = msgspec.json.Decoder(BusMessage)
 _encode = msgspec.json.encode
 
 
-OWN_NOTICE_DELAY_S = 1.0
-"""How long a notice sent by this instance's own commit waits before it is looked at."""
+OWN_NOTICE_TICKS = 2
+"""The ticker's ticks (seconds) a notice of this instance's own commit waits before it is
+looked at: at least one full tick, at most two."""
 
 
 def _notice(commit: Announcement, at: float) -> Committed:
@@ -107,6 +108,8 @@ class Hub:
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        # Notices of this instance's own commits, by the tick they arrived in (newest last).
+        self._own_notices: list[list[Committed]] = [[] for _ in range(OWN_NOTICE_TICKS)]
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -248,8 +251,9 @@ class Hub:
                 # One of this instance's own commits, heard perhaps before the store has
                 # returned and announced it here. The announcement relays it from memory;
                 # this copy only matters if that never came (a commit whose answer was lost).
-                loop = asyncio.get_running_loop()
-                loop.call_later(OWN_NOTICE_DELAY_S, self._committed, message)
+                # The ticker looks at it a second or two later: a timer per commit would wake
+                # the process once more for every push.
+                self._own_notices[-1].append(message)
             else:
                 self._committed(message)
         elif isinstance(message, LinkRevoked):
@@ -603,6 +607,7 @@ class Hub:
         interval instead of stalling the loop (and every push) at once."""
         while True:
             await asyncio.sleep(1.0)
+            self._own_notices_due()
             now = time.time()
             due = time.monotonic()
             for channel in self._all_channels():
@@ -618,6 +623,14 @@ class Hub:
                 elif channel.beat_at <= due:
                     channel.beat_at = due + self._heartbeat_s
                     await self._beat(channel)
+
+    def _own_notices_due(self) -> None:
+        """Look at the own commits' notices that have waited a full tick: those whose
+        announcement never came are relayed from the log (the others are no-ops)."""
+        due = self._own_notices.pop(0)
+        self._own_notices.append([])
+        for notice in due:
+            self._committed(notice)
 
     async def _beat(self, channel: Channel) -> None:
         frame = Frame(Heartbeat(seq=max(channel.seq, 0), server_time_ms=now_ms()))
