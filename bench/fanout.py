@@ -5,10 +5,13 @@
     .venv/bin/python bench/fanout.py --scenarios burst --runs 1
     .venv/bin/python bench/fanout.py --viewers 2000 --matches 200 --clubs 20 --rate 40
 
-Per scenario and run, on free loopback ports, two servers get the same load one after the
+Per scenario and run, on free loopback ports, three servers get the same load one after the
 other (the order alternates between runs):
 
 - ``bare``: ``bench/fanout_bare.py``, a ``websockets`` broadcast server (uvloop);
+- ``bare-commit``: the same server committing each published message to PostgreSQL (one
+  ``INSERT``, its own transaction) before broadcasting it: the floor for a relay that sends
+  only what is durably stored (skipped when PostgreSQL is not reachable);
 - ``touchline``: ``sync-server migrate`` + ``sync-server serve`` (one worker) on a fresh
   PostgreSQL schema (``--database``; SQLite when PostgreSQL is not reachable), viewers on
   ``/ws/match/{id}?token=<share token>``. Signup, rate and token-lifetime limits are raised
@@ -141,9 +144,14 @@ SETTLE_S = 2.0
 DRAIN_QUIET_S = 3.0
 DRAIN_MAX_S = 20.0
 
-Kind = Literal["bare", "touchline"]
+Kind = Literal["bare", "bare-commit", "touchline"]
+KINDS: tuple[Kind, ...] = ("bare", "bare-commit", "touchline")
 T = TypeVar("T")
-SERVER_LABEL = {"bare": "bare websockets", "touchline": "Touchline"}
+SERVER_LABEL = {
+    "bare": "bare websockets",
+    "bare-commit": "bare + commit",
+    "touchline": "Touchline",
+}
 
 
 class RelayMissing(Exception):
@@ -237,17 +245,18 @@ class BackendCpu:
 # -- servers ----------------------------------------------------------------------------------
 
 
-def start_bare(workdir: Path) -> Server:
+def start_bare(workdir: Path, commit_to: Database | None = None) -> Server:
+    """The bare broadcast server; with ``commit_to``, committing each message there first."""
     port = free_port()
-    log_path = workdir / f"bare-{port}.log"
+    name = "bare" if commit_to is None else "bare-commit"
+    command = [sys.executable, str(BENCH_DIR / "fanout_bare.py"), "--port", str(port)]
+    if commit_to is not None:
+        schema = commit_to.fresh_name("bare_commit")
+        command += ["--commit-to", commit_to.postgres_url, "--schema", schema]
+    log_path = workdir / f"{name}-{port}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "fanout_bare.py"), "--port", str(port)],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return started(Server("bare", process, port, log_path))
+        process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    return started(Server(name, process, port, log_path))
 
 
 def start_touchline(db: Database, redis_url: str | None) -> Server:
@@ -569,11 +578,15 @@ async def writes_alone(
 
 async def measure(kind: Kind, sc: Scenario, opts: Options, db: Database) -> dict[str, Any]:
     """One server, one scenario: start it, set it up, load it, stop it."""
-    server = start_bare(db.workdir) if kind == "bare" else start_touchline(db, opts.redis_url)
+    bare = kind != "touchline"
+    if bare:
+        server = start_bare(db.workdir, db if kind == "bare-commit" else None)
+    else:
+        server = start_touchline(db, opts.redis_url)
     pg: BackendCpu | None = None
     try:
         t0 = time.monotonic()
-        if kind == "bare":
+        if bare:
             matches = bare_matches(server.port, sc.matches)
         else:
             matches = await touchline_matches(server.port, sc.matches, sc.clubs)
@@ -581,7 +594,7 @@ async def measure(kind: Kind, sc: Scenario, opts: Options, db: Database) -> dict
             if why is not None:
                 raise RelayMissing(why)
         setup_s = time.monotonic() - t0
-        if kind == "touchline" and db.kind == "postgres":
+        if kind != "bare" and db.kind == "postgres":
             pg = BackendCpu(db.postgres_url, server.pid)
             await pg.open()
         targets = [
@@ -593,8 +606,9 @@ async def measure(kind: Kind, sc: Scenario, opts: Options, db: Database) -> dict
             ViewerConfig(tuple(targets[p::procs]), kind == "touchline", opts.deflate)
             for p in range(procs)
         ]
-        url = f"ws://{HOST}:{server.port}/pub" if kind == "bare" else f"http://{HOST}:{server.port}"
-        with LoadGenerator(configs, PublisherConfig(kind, url, writes=opts.writes)) as gen:
+        url = f"ws://{HOST}:{server.port}/pub" if bare else f"http://{HOST}:{server.port}"
+        publisher = PublisherConfig("bare" if bare else "touchline", url, writes=opts.writes)
+        with LoadGenerator(configs, publisher) as gen:
             return await load(server, gen, pg, sc, matches, configs, setup_s)
     except RelayMissing:
         raise
@@ -1105,6 +1119,7 @@ def summarize(
             "      relay alone (idle viewers and the writes' own CPU taken out of both):"
             f" {relay:.2f}x  {verdict(relay <= 1.5)}"
         )
+    lines += against_floor(runs)
     pg = median([cost_figures(r["touchline"])["postgres_us"] for r in both])
     if pg == pg and pg > 0:
         relay_pg = median([cost_figures(r["touchline"])["relay_postgres_us"] for r in both])
@@ -1121,12 +1136,30 @@ def summarize(
     return lines
 
 
+def against_floor(runs: list[dict[Kind, dict[str, Any]]]) -> list[str]:
+    """Touchline and the bare server beside the bare server that commits each event first."""
+    trios = [r for r in runs if "bare" in r and "bare-commit" in r and "touchline" in r]
+    if not trios:
+        return []
+
+    def ratio(key: str, over: Kind, under: Kind) -> float:
+        return median([cost_figures(r[over])[key] / cost_figures(r[under])[key] for r in trios])
+
+    return [
+        "      beside the bare server that commits each event to PostgreSQL before sending it:"
+        f" that floor is {ratio('server_us', 'bare-commit', 'bare'):.2f}x the bare broadcast"
+        f" ({ratio('server_us_per_event', 'bare-commit', 'bare'):.2f}x per event), and Touchline"
+        f" {ratio('server_us', 'touchline', 'bare-commit'):.2f}x the floor"
+        f" ({ratio('server_us_per_event', 'touchline', 'bare-commit'):.2f}x per event)"
+    ]
+
+
 def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(
         description="Live fan-out to viewers, Touchline beside a bare websockets broadcast."
     )
     parser.add_argument("--scenarios", default="steady,burst", help="steady,burst")
-    parser.add_argument("--servers", default="bare,touchline", help="bare,touchline")
+    parser.add_argument("--servers", default=",".join(KINDS), help=f"{','.join(KINDS)} (all three)")
     parser.add_argument("--viewers", type=int, help="steady: viewers (5000)")
     parser.add_argument("--matches", type=int, help="steady: live matches (500)")
     parser.add_argument("--clubs", type=int, help="steady: clubs the matches belong to (50)")
@@ -1194,8 +1227,8 @@ def parse_args(argv: list[str] | None) -> Options:
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if not scenarios or any(s not in ("steady", "burst") for s in scenarios):
         parser.error("--scenarios takes steady and/or burst")
-    if not servers or any(s not in ("bare", "touchline") for s in servers):
-        parser.error("--servers takes bare and/or touchline")
+    if not servers or any(s not in KINDS for s in servers):
+        parser.error(f"--servers takes some of {', '.join(KINDS)}")
     if not (
         1 <= chosen["viewers"] <= 20_000
         and 1 <= chosen["matches"] <= chosen["viewers"]
@@ -1217,13 +1250,13 @@ def parse_args(argv: list[str] | None) -> Options:
             " --burst-viewers 1..20000, --goals 1..100, --goal-interval 0.1..60, --runs 1..20,"
             " --procs 1..32"
         )
-    if "touchline" in servers and args.database != "sqlite":
+    if {"touchline", "bare-commit"} & set(servers) and args.database != "sqlite":
         loopback_only(args.postgres_url, "database", "fanout")
     if args.redis_url:
         loopback_only(args.redis_url, "Redis", "fanout")
     return Options(
         scenarios=scenarios,
-        servers=servers,
+        servers=[k for k in KINDS if k in servers],
         viewers=int(chosen["viewers"]),
         matches=int(chosen["matches"]),
         clubs=int(chosen["clubs"]),
@@ -1248,7 +1281,7 @@ def parse_args(argv: list[str] | None) -> Options:
 
 
 async def choose_database(opts: Options, workdir: Path) -> Database:
-    if "touchline" not in opts.servers or opts.database == "sqlite":
+    if not {"touchline", "bare-commit"} & set(opts.servers) or opts.database == "sqlite":
         return Database("sqlite", opts.postgres_url, workdir)
     why = await postgres_reachable(opts.postgres_url)
     if why is None:
@@ -1291,6 +1324,10 @@ async def run_all(opts: Options, workdir: Path) -> dict[str, Any]:
             order = list(opts.servers) if run % 2 == 0 else list(reversed(opts.servers))
             for kind in order:
                 if kind == "touchline" and skipped:
+                    continue
+                if kind == "bare-commit" and db.kind != "postgres":
+                    if run == 0:
+                        print("    bare + commit: not measured, it needs PostgreSQL")
                     continue
                 try:
                     rows[kind] = await measure(kind, sc, opts, db)
