@@ -3,10 +3,12 @@
 Through plain ASGI every message to every socket is a coroutine call through the middleware
 and, with a writer task per connection, a task switch: at 2,000 viewers of one match that
 doubled the CPU of a goal's fan-out next to a bare broadcast. This protocol offers the app the
-ASGI extension ``touchline.send_text``: a plain function that writes a text frame at once when
-the connection is open and its transport has room, and answers False otherwise (the app then
-queues the frame for the connection's writer, which waits for room). Other servers simply lack
-the extension and the relay uses ASGI sends.
+ASGI extension ``touchline.send_frame``: a plain function that writes a whole WebSocket frame
+at once when the connection is open and its transport has room, and answers False otherwise
+(the app then queues the message for the connection's writer, which waits for room). The relay
+frames each message once (``Frame.ws``) and writes the same bytes to every socket, instead of
+having the WebSocket library frame it again for each one. Other servers simply lack the
+extension and the relay uses ASGI sends.
 
 Keepalive pings (every ``ws_ping_interval``, closing a peer whose pong does not come within
 ``ws_ping_timeout``) keep uvicorn's meaning but not its timer per connection: 5,000 viewers
@@ -25,14 +27,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+from websockets.protocol import State
 
 __all__ = ["EXTENSION", "PingWheel", "RelayWebSocketProtocol"]
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "touchline.send_text"
+EXTENSION = "touchline.send_frame"
 UVICORN_WS = f"{__name__}:RelayWebSocketProtocol"
 """What to pass as uvicorn's ``ws`` option."""
 
@@ -119,21 +121,23 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope: dict[str, Any] | None = getattr(self, "scope", None)
         if scope is not None:
-            scope.setdefault("extensions", {})[EXTENSION] = self.send_text_now
+            scope.setdefault("extensions", {})[EXTENSION] = self.send_frame_now
 
-    def send_text_now(self, data: bytes) -> bool:
-        """Write one text frame (UTF-8 ``data``) now; False when it cannot go now."""
+    def send_frame_now(self, frame: bytes) -> bool:
+        """Write one whole, unmasked frame now; False when it cannot go now.
+
+        Written around the WebSocket library, which keeps no state for the data frames it
+        sends: the connection must be open, with no extension negotiated (the server offers
+        none: a frame compressed per connection would not be the same bytes for everyone)."""
         if (
             not self.handshake_complete
             or self.close_sent
             or self.disconnected
             or not self.writable.is_set()
             or self.initial_response is not None
+            or self.conn.state is not State.OPEN
+            or self.conn.extensions
         ):
             return False
-        try:
-            self.conn.send_text(data)
-        except InvalidState:
-            return False
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.write(frame)
         return True

@@ -9,6 +9,7 @@ blocks the fan-out to everyone else, and its memory stays bounded by the outbox 
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 import uuid
 from collections import deque
@@ -25,11 +26,24 @@ Kind = Literal["coach", "viewer"]
 _encode = msgspec.json.encode
 
 
+def websocket_text_frame(data: bytes) -> bytes:
+    """``data`` as one unmasked, unfragmented WebSocket text frame, as a server sends it
+    (RFC 6455 §5.2); ``data`` is UTF-8."""
+    size = len(data)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + data
+
+
 class Frame:
     """A message encoded once: its JSON bytes, type and sequence, when its change merged, and
-    (built on first use) its text and Server-Sent Events forms."""
+    (built on first use) its text, WebSocket frame and Server-Sent Events forms."""
 
-    __slots__ = ("_sse", "_text", "data", "merged_at", "seq", "type")
+    __slots__ = ("_sse", "_text", "_ws", "data", "merged_at", "seq", "type")
 
     def __init__(self, message: ServerMessage, *, merged_at: float | None = None) -> None:
         self.data = _encode(message)
@@ -37,6 +51,7 @@ class Frame:
         self.seq = message.seq
         self.merged_at = merged_at
         self._text: str | None = None
+        self._ws: bytes | None = None
         self._sse: bytes | None = None
 
     @property
@@ -44,6 +59,13 @@ class Frame:
         if self._text is None:
             self._text = self.data.decode()
         return self._text
+
+    @property
+    def ws(self) -> bytes:
+        """The message as a WebSocket text frame: framed once, written to every socket."""
+        if self._ws is None:
+            self._ws = websocket_text_frame(self.data)
+        return self._ws
 
     @property
     def sse(self) -> bytes:
@@ -83,7 +105,8 @@ class Outbox:
     """True when it ended for falling behind."""
     opened_at: float = field(default_factory=time.monotonic)
     send_now: Callable[[bytes], bool] | None = None
-    """Writes a frame at once if the transport has room (see ``fast_socket``)."""
+    """Writes a whole WebSocket frame (``Frame.ws``) at once if the transport has room (see
+    ``fast_socket``)."""
     busy: bool = False
     """The writer holds frames it has not finished sending."""
 
@@ -96,7 +119,7 @@ class Outbox:
             self.send_now is not None
             and not self.frames
             and not self.busy
-            and self.send_now(frame.data)
+            and self.send_now(frame.ws)
         ):
             if frame.seq > self.seq:
                 self.seq = frame.seq
