@@ -60,6 +60,8 @@ _REDIS_TIMEOUT_S: Final = 0.5
 _OUTAGE_LOG_INTERVAL_S: Final = 60.0
 # Between a refused hit and the window lookup the oldest entry may just have expired.
 _SHORTEST_WAIT_S: Final = 0.001
+# How often the in-memory counters' expired keys are swept out (reads ignore them at once).
+SWEEP_INTERVAL_S: Final = 1.0
 
 
 @runtime_checkable
@@ -93,11 +95,29 @@ class _SlidingWindowLimiter:
         return max(stats.reset_time - time.time(), _SHORTEST_WAIT_S)
 
 
+class _SweptMemoryStorage(MemoryStorage):
+    """`limits`' memory storage, sweeping expired keys at most once a second.
+
+    The library starts a sweep over every key after each hit that finds the last sweep done:
+    with thousands of devices and addresses counted, every request paid a scan of all their
+    keys. Reads already treat an expired key as absent, so a sweep once a second only delays
+    when the memory of an expired key is freed."""
+
+    _next_sweep = -math.inf
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # the library's private hook
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
 class MemoryRateLimiter(_SlidingWindowLimiter):
     """Process-local limits: right for one instance, wrong behind a load balancer."""
 
     def __init__(self) -> None:
-        self._memory = MemoryStorage()
+        self._memory = _SweptMemoryStorage()
         super().__init__(self._memory)
 
     async def close(self) -> None:

@@ -3,6 +3,7 @@ login helper and the per-connection frame bucket."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -15,11 +16,13 @@ import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from limits.aio.storage import MemoryStorage
 from litestar import Litestar, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import AsyncTestClient
 from litestar.types import Message, Receive, Scope, Send
 
+from sync_server import ratelimit
 from sync_server.problems import PROBLEM_MEDIA_TYPE, ProblemError, exception_handlers
 from sync_server.ratelimit import (
     MemoryRateLimiter,
@@ -459,3 +462,51 @@ def test_message_rate_ignores_a_clock_that_steps_back() -> None:
 def test_message_rate_needs_a_positive_rate_and_burst(per_second: float, burst: int) -> None:
     with pytest.raises(ValueError, match="per_second"):
         MessageRate(per_second=per_second, burst=burst)
+
+
+# The memory limiter's upkeep.
+
+
+async def test_the_memory_limiter_sweeps_its_keys_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sweep scans every key: once per request, it cost each request a scan of every
+    device and address counted."""
+    # The library's private hook that the memory limiter overrides; renamed, nothing would.
+    assert hasattr(MemoryStorage, "_MemoryStorage__schedule_expiry")
+    limiter = MemoryRateLimiter()
+    storage = limiter._memory
+    sweeps = 0
+    sweep = storage._MemoryStorage__expire_events  # type: ignore[attr-defined]
+
+    async def counted() -> None:
+        nonlocal sweeps
+        sweeps += 1
+        await sweep()
+
+    monkeypatch.setattr(storage, "_MemoryStorage__expire_events", counted)
+    try:
+        for n in range(200):
+            assert await limiter.hit(f"device-{n}", limit=5, period_s=60) is None
+            await asyncio.sleep(0)  # as between requests: a sweep started now runs now
+        assert sweeps == 1
+    finally:
+        await limiter.close()
+
+
+async def test_the_memory_limiter_still_forgets_expired_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ratelimit, "SWEEP_INTERVAL_S", 0.0)
+    limiter = MemoryRateLimiter()
+    try:
+        await limiter.hit("gone", limit=5, period_s=1)
+        # A one-second sliding window keeps its counter for two windows.
+        await asyncio.sleep(2.1)
+        await limiter.hit("other", limit=5, period_s=1)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not [key for key in limiter._memory.storage if "gone" in key]
+        assert [key for key in limiter._memory.storage if "other" in key]
+    finally:
+        await limiter.close()
