@@ -85,9 +85,12 @@ def uvicorn_in_thread(config: uvicorn.Config, *, timeout_s: float = 20.0) -> Ite
 
 
 @contextmanager
-def serve_in_thread(settings: Settings, *, ws: str = UVICORN_WS) -> Iterator[Served]:
+def serve_in_thread(
+    settings: Settings, *, ws: str = UVICORN_WS, **options: Any
+) -> Iterator[Served]:
     """The app under uvicorn in a thread, with its own engine, until the block ends.
-    ``ws`` is uvicorn's WebSocket protocol: the server's own, or a plain one."""
+    ``ws`` is uvicorn's WebSocket protocol: the server's own, or a plain one; ``options``
+    are more of uvicorn's settings (``ws_ping_interval``, ...)."""
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
@@ -97,6 +100,7 @@ def serve_in_thread(settings: Settings, *, ws: str = UVICORN_WS) -> Iterator[Ser
         ws_per_message_deflate=False,
         # As `sync-server serve` does: forwarded headers from the configured proxies only.
         **proxy_options(settings),
+        **options,
     )
     with uvicorn_in_thread(config) as url:
         yield Served(url)

@@ -13,22 +13,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import anyio
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 from websockets.protocol import State
 
-from sync_server.app import create_app
-from sync_server.relay.fast_socket import UVICORN_WS, PingWheel
+from sync_server.relay.fast_socket import PingWheel
 from sync_server.settings import Settings
 from tests.live_fixtures import (
     LiveMatch,
     Served,
-    free_port,
     live_match,
     receive,
+    serve_in_thread,
     stalled_socket,
-    uvicorn_in_thread,
 )
 
 pytestmark = pytest.mark.anyio
@@ -39,18 +36,8 @@ PING_S = 1.0
 
 @pytest.fixture
 def served(settings: Settings, clean_engine: AsyncEngine) -> Iterator[Served]:
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=free_port(),
-        log_level="warning",
-        ws=UVICORN_WS,
-        ws_per_message_deflate=False,
-        ws_ping_interval=PING_S,
-        ws_ping_timeout=PING_S,
-    )
-    with uvicorn_in_thread(config) as url:
-        yield Served(url)
+    with serve_in_thread(settings, ws_ping_interval=PING_S, ws_ping_timeout=PING_S) as served:
+        yield served
 
 
 @pytest.fixture
