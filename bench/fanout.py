@@ -1125,7 +1125,7 @@ def summarize(
         relay_pg = median([cost_figures(r["touchline"])["relay_postgres_us"] for r in both])
         lines.append(
             f"      not counted above: PostgreSQL {pg:.1f} µs/msg, of it {relay_pg:.1f} for"
-            " the relay (the bare server has no database)"
+            " the relay (the bare broadcast has no database)"
         )
     kb_ours = median([r["touchline"]["kb_per_idle_viewer"] or math.nan for r in both])
     kb_bare = median([r["bare"]["kb_per_idle_viewer"] or math.nan for r in both])
