@@ -630,7 +630,11 @@ class Hub:
         due = self._own_notices.pop(0)
         self._own_notices.append([])
         for notice in due:
-            self._committed(notice)
+            try:
+                self._committed(notice)
+            except Exception:
+                # The ticker also beats and ends expired links: one bad notice must not stop it.
+                log.exception("relay: an own commit's notice could not be looked at")
 
     async def _beat(self, channel: Channel) -> None:
         frame = Frame(Heartbeat(seq=max(channel.seq, 0), server_time_ms=now_ms()))
