@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -499,14 +500,16 @@ async def test_the_memory_limiter_still_forgets_expired_keys(
 ) -> None:
     monkeypatch.setattr(ratelimit, "SWEEP_INTERVAL_S", 0.0)
     limiter = MemoryRateLimiter()
+    storage = limiter._memory
     try:
-        await limiter.hit("gone", limit=5, period_s=1)
-        # A one-second sliding window keeps its counter for two windows.
-        await asyncio.sleep(2.1)
-        await limiter.hit("other", limit=5, period_s=1)
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert not [key for key in limiter._memory.storage if "gone" in key]
-        assert [key for key in limiter._memory.storage if "other" in key]
+        await limiter.hit("gone", limit=5, period_s=60)
+        # Its counters' time is up (as two windows later).
+        for key in [key for key in storage.expirations if "gone" in key]:
+            storage.expirations[key] = time.time() - 1
+        await limiter.hit("other", limit=5, period_s=60)
+        assert storage.timer is not None
+        await storage.timer  # the sweep that hit started
+        assert not [key for key in storage.storage if "gone" in key]
+        assert [key for key in storage.storage if "other" in key]
     finally:
         await limiter.close()
