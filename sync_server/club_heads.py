@@ -1,0 +1,143 @@
+"""What this instance last knew of each club's log, so a push can skip its reads.
+
+A push needs the club's log head and greatest HLC, the device's cursor and the merged state of
+the records it touches. Read under the club's lock, that is two extra round trips on top of
+the write and the commit. An instance that has just written a club knows all of it already:
+it wrote them. A :class:`ClubHead` keeps that knowledge, tagged with the log head it holds at.
+
+Invariant: everything in a head is exactly what the database holds while the club's
+``log_seq`` still equals ``head.seq``, because every writer of a club's records, devices or
+head moves ``log_seq`` forward in the same transaction. The store never trusts a head
+blindly: its write commits only if ``log_seq`` still equals ``head.seq`` and the records and
+device the head does not know are still absent (``store_pg``). A stale head costs one wasted
+round trip and a fall back to the locked read, never a wrong merge.
+
+Bounded: a head keeps its most recently written records and devices, and the instance keeps
+its most recently used clubs' heads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+from protocol import merge
+from protocol.hlc import Hlc
+from protocol.ingest import DeviceCursor, RecordKey
+
+MAX_CLUBS: Final = 2_048
+RECORDS_PER_CLUB: Final = 256
+DEVICES_PER_CLUB: Final = 64
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class ClubHead:
+    """A club's log head ``seq``, its greatest HLC, and some devices' cursors and records'
+    merged states, all exact as of ``seq``. Records and devices not here are unknown, not
+    absent."""
+
+    seq: int
+    club_max: Hlc | None
+    devices: dict[str, DeviceCursor] = field(default_factory=dict)
+    records: dict[RecordKey, merge.RecordState] = field(default_factory=dict)
+    max_records: int = RECORDS_PER_CLUB
+    max_devices: int = DEVICES_PER_CLUB
+
+    def advance(
+        self,
+        seq: int,
+        club_max: Hlc | None,
+        device_id: str,
+        device: DeviceCursor,
+        states: Mapping[RecordKey, merge.RecordState],
+    ) -> None:
+        """Take in one commit made on top of this head: the head it reached, the pushing
+        device's cursor and the merged state of every record it wrote."""
+        self.seq = seq
+        self.club_max = club_max
+        _remember(self.devices, {device_id: device}, self.max_devices)
+        _remember(self.records, states, self.max_records)
+
+
+def _remember(kept: dict[K, V], new: Mapping[K, V], limit: int) -> None:
+    """Put ``new`` last in ``kept`` (most recent), dropping the oldest beyond ``limit``."""
+    for key, value in new.items():
+        kept.pop(key, None)
+        kept[key] = value
+    for _ in range(len(kept) - limit):
+        del kept[next(iter(kept))]
+
+
+class ClubHeads:
+    """The heads this instance knows, and a turn per club: the instance's own pushes to one
+    club take turns, so each starts from the head the previous one left (the database
+    serialises them anyway, under the club's lock)."""
+
+    def __init__(
+        self,
+        *,
+        max_clubs: int = MAX_CLUBS,
+        records_per_club: int = RECORDS_PER_CLUB,
+        devices_per_club: int = DEVICES_PER_CLUB,
+    ) -> None:
+        self._max_clubs = max_clubs
+        self._records_per_club = records_per_club
+        self._devices_per_club = devices_per_club
+        self._heads: OrderedDict[uuid.UUID, ClubHead] = OrderedDict()
+        self._turns: dict[uuid.UUID, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    @asynccontextmanager
+    async def turn(self, club_id: uuid.UUID) -> AsyncIterator[None]:
+        """Wait for the other pushes of this instance to the club, then hold it."""
+        lock, users = self._turns.get(club_id) or (asyncio.Lock(), 0)
+        self._turns[club_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[club_id]
+            if users == 1:
+                del self._turns[club_id]
+            else:
+                self._turns[club_id] = (lock, users - 1)
+
+    def get(self, club_id: uuid.UUID) -> ClubHead | None:
+        head = self._heads.get(club_id)
+        if head is not None:
+            self._heads.move_to_end(club_id)
+        return head
+
+    def forget(self, club_id: uuid.UUID) -> None:
+        """Drop what is known of the club: it may have moved on without this instance."""
+        self._heads.pop(club_id, None)
+
+    def start(
+        self, club_id: uuid.UUID, seq: int, club_max: Hlc | None, read: ClubHead | None = None
+    ) -> ClubHead:
+        """A fresh head for the club at ``seq``. ``read``: what was read under the club's lock
+        at the head before, kept if this instance's own head was at that same point."""
+        known = self._heads.pop(club_id, None)
+        head = ClubHead(
+            seq, club_max, max_records=self._records_per_club, max_devices=self._devices_per_club
+        )
+        if read is not None:
+            if known is not None and known.seq == read.seq:
+                _remember(head.devices, known.devices, head.max_devices)
+                _remember(head.records, known.records, head.max_records)
+            _remember(head.devices, read.devices, head.max_devices)
+            _remember(head.records, read.records, head.max_records)
+        self._heads[club_id] = head
+        while len(self._heads) > self._max_clubs:
+            self._heads.popitem(last=False)
+        return head
