@@ -12,9 +12,12 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -27,7 +30,9 @@ from sync_server.problems import ProblemError
 from sync_server.projection import as_utc
 from sync_server.settings import Settings
 
-__all__ = ["ShareLinks", "SharedMatch"]
+__all__ = ["ResolvedLinks", "ShareLinks", "SharedMatch"]
+
+RESOLVED_TTL_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,57 @@ class SharedMatch:
     expires_at: datetime
 
 
+class ResolvedLinks:
+    """Share tokens resolved in the last ``ttl_s`` seconds: a match's viewers open their
+    sockets together (kick-off, a reconnect after a deploy), and each would otherwise read
+    the same link from the database.
+
+    Expiry is checked on every use. A revocation here forgets every entry at once (the relay
+    calls ``forget`` when it ends the link's sockets, here or on the bus's word from another
+    instance); an entry read while a revocation happened is never kept: it carries the
+    generation it was read in. Without a bus another instance notices within ``ttl_s``.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = RESOLVED_TTL_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._max_entries = max_entries
+        self._generation = 0
+        self._entries: dict[str, tuple[float, int, SharedMatch]] = {}
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def get(self, digest: str) -> SharedMatch | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        stored_at, generation, shared = entry
+        if generation != self._generation or self._clock() - stored_at >= self._ttl_s:
+            del self._entries[digest]
+            return None
+        return shared
+
+    def put(self, digest: str, shared: SharedMatch, generation: int) -> None:
+        if generation != self._generation:
+            return  # read before a revocation: it may be the revoked link
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()  # bounded memory; the next viewers simply read again
+        self._entries[digest] = (self._clock(), generation, shared)
+
+    def forget(self) -> None:
+        """A link was revoked (here or elsewhere): resolve every token afresh."""
+        self._generation += 1
+        self._entries.clear()
+
+
 def _match_not_found(match_id: uuid.UUID) -> ProblemError:
     return ProblemError(404, "not-found", "Match not found", f"no match {match_id} here")
 
@@ -46,6 +102,8 @@ def _match_not_found(match_id: uuid.UUID) -> ProblemError:
 class ShareLinks:
     engine: AsyncEngine
     settings: Settings
+    resolved: ResolvedLinks | None = None
+    """Recently resolved tokens (the relay's), or None to read each one."""
 
     def _token(self, link_id: uuid.UUID, salt: str) -> str:
         key = hmac.new(self.settings.secret_key.encode(), b"touchline share links", "sha256")
@@ -120,13 +178,20 @@ class ShareLinks:
 
     async def resolve(self, token: str, now: datetime) -> SharedMatch:
         """The match a share token opens; 404 for an unknown token, 410 for a dead one."""
+        digest = token_digest(token)
+        cached = self.resolved.get(digest) if self.resolved is not None else None
+        if cached is not None:
+            if cached.expires_at <= now:
+                raise _link_ended()
+            return cached
+        generation = self.resolved.generation if self.resolved is not None else 0
         sl = tables.share_links
         async with reading(self.engine) as conn:
             row = (
                 await conn.execute(
                     select(sl.c.id, sl.c.club_id, sl.c.match_id, sl.c.expires_at)
                     .add_columns(sl.c.revoked_at)
-                    .where(sl.c.token_hash == token_digest(token))
+                    .where(sl.c.token_hash == digest)
                 )
             ).one_or_none()
         if row is None:
@@ -134,13 +199,20 @@ class ShareLinks:
                 404, "share-link-unknown", "Unknown share link", "this link does not exist"
             )
         if row.revoked_at is not None or as_utc(row.expires_at) <= now:
-            raise ProblemError(
-                410,
-                "share-link-expired",
-                "This link has ended",
-                "the coach revoked this link or it has expired; ask them for a new one",
-            )
-        return SharedMatch(row.club_id, row.match_id, row.id, as_utc(row.expires_at))
+            raise _link_ended()
+        shared = SharedMatch(row.club_id, row.match_id, row.id, as_utc(row.expires_at))
+        if self.resolved is not None:
+            self.resolved.put(digest, shared, generation)
+        return shared
+
+
+def _link_ended() -> ProblemError:
+    return ProblemError(
+        410,
+        "share-link-expired",
+        "This link has ended",
+        "the coach revoked this link or it has expired; ask them for a new one",
+    )
 
 
 async def _kickoff(

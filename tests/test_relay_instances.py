@@ -191,6 +191,9 @@ async def test_revoking_a_link_on_one_instance_closes_its_sockets_on_the_other(
         await receive(ws)
         await on_a.revoke(link_id)
         assert (await ended_with(ws, 410, 4410))["code"] == "link-revoked"
+    # The other instance resolved the token for that socket; it resolves it afresh now.
+    async with connect(on_b.ws_url(share)) as again:
+        assert (await ended_with(again, 410, 4410))["code"] == "share-link-expired"
 
 
 async def test_presence_crosses_instances(two: tuple[LiveMatch, LiveMatch]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from protocol.viewer import mm_ss
 from protocol.wire import Change
 from sync_server import tables
+from sync_server.auth import token_digest
+from sync_server.problems import ProblemError
+from sync_server.settings import Settings
+from sync_server.share_links import ResolvedLinks, ShareLinks
 from tests.auth_fixtures import Club, bearer, new_club
 from tests.sync_fixtures import FakeClock, ScriptedDevice, goal, new_match_changes
 
@@ -140,6 +146,8 @@ async def test_revoked_links_and_unknown_tokens_are_refused(
 ) -> None:
     f = await match_with_secrets(client)
     share = (await client.get(f"/api/matches/{f.match}/share", headers=bearer(f.club.owner))).json()
+    # Opened once before it is revoked: the server has resolved the token lately.
+    assert (await client.get(f"/api/watch/{share['token']}")).status_code == 200
     revoked = await client.delete(
         f"/api/matches/{f.match}/share/{share['id']}", headers=bearer(f.club.owner)
     )
@@ -193,3 +201,51 @@ async def test_viewers_and_other_clubs_cannot_manage_links(
     assert (await client.post(url, headers=bearer(viewer))).status_code == 403
     missing = await client.get(f"/api/matches/{uuid.uuid4()}/share", headers=bearer(f.club.owner))
     assert missing.status_code == 404
+
+
+async def test_a_token_resolved_lately_is_not_read_again_until_its_time_is_up(
+    client: AsyncTestClient[Litestar], clean_engine: AsyncEngine, settings: Settings
+) -> None:
+    """A match's viewers open together; the link is read once for them. Its expiry still
+    counts at every use."""
+    f = await match_with_secrets(client)
+    share = (await client.get(f"/api/matches/{f.match}/share", headers=bearer(f.club.owner))).json()
+    clock = FakeMonotonic()
+    links = ShareLinks(clean_engine, settings, ResolvedLinks(ttl_s=5.0, clock=clock))
+    now = datetime.now(UTC)
+    shared = await links.resolve(share["token"], now)
+    assert shared.match_id == f.match
+    async with clean_engine.begin() as conn:
+        await conn.execute(tables.share_links.delete())
+    assert await links.resolve(share["token"], now) == shared  # not read again
+    with pytest.raises(ProblemError) as ended:
+        await links.resolve(share["token"], shared.expires_at)
+    assert ended.value.status == 410
+    clock.now += 5.0
+    with pytest.raises(ProblemError) as unknown:
+        await links.resolve(share["token"], now)
+    assert unknown.value.status == 404
+
+
+async def test_a_token_read_while_a_link_was_revoked_is_not_kept(
+    client: AsyncTestClient[Litestar], clean_engine: AsyncEngine, settings: Settings
+) -> None:
+    f = await match_with_secrets(client)
+    share = (await client.get(f"/api/matches/{f.match}/share", headers=bearer(f.club.owner))).json()
+    resolved = ResolvedLinks()
+    links = ShareLinks(clean_engine, settings, resolved)
+    shared = await links.resolve(share["token"], datetime.now(UTC))
+    digest = token_digest(share["token"])
+    read_in = resolved.generation
+    resolved.forget()
+    assert resolved.get(digest) is None
+    resolved.put(digest, shared, read_in)
+    assert resolved.get(digest) is None
+
+
+@dataclass
+class FakeMonotonic:
+    now: float = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -45,6 +45,7 @@ from sync_server.relay.bus import MAX_PAYLOAD, Bus, BusError, PostgresBus
 from sync_server.relay.channel import Channel, Pages, error_frame, now_ms
 from sync_server.relay.metrics import RelayMetrics
 from sync_server.relay.outbox import REFUSED, SENT, Frame, Outbox
+from sync_server.share_links import ResolvedLinks
 from sync_server.store import Announcement, ChangeStore, CommitNotice
 
 __all__ = ["Hub", "MatchGone"]
@@ -110,6 +111,8 @@ class Hub:
         self._background: set[asyncio.Task[None]] = set()
         # Notices of this instance's own commits, by the tick they arrived in (newest last).
         self._own_notices: list[list[Committed]] = [[] for _ in range(OWN_NOTICE_TICKS)]
+        self.links = ResolvedLinks()
+        """Share tokens resolved lately, forgotten whenever a link is revoked."""
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -269,6 +272,7 @@ class Hub:
         """The bus reconnected: notices may have been lost, so every channel re-reads."""
         self.metrics.bus_gaps.inc()
         self._sessions.forget()
+        self.links.forget()  # a revocation may have been lost too
         self._spawn(self._recheck_sessions())
         for channel in self._all_channels():
             channel.target = max(channel.target, channel.seq + 1)
@@ -567,6 +571,7 @@ class Hub:
         self._publish(LinkRevoked(link=link_id))
 
     def _end_link(self, link_id: uuid.UUID) -> None:
+        self.links.forget()
         for channel in self._all_channels():
             for outbox in [o for o in channel.viewers if o.link_id == link_id]:
                 outbox.close(

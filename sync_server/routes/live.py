@@ -121,7 +121,7 @@ async def match_socket(
                 send_now=send_now,
             )
         else:
-            shared = await ShareLinks(engine, settings).resolve(token, utc_now())
+            shared = await ShareLinks(engine, settings, hub.links).resolve(token, utc_now())
             if shared.match_id != match_id:
                 raise ProblemError(
                     404, "not-found", "Match not found", "this link opens another match"
@@ -299,7 +299,7 @@ async def watch_stream(
     """The viewer's live stream as Server-Sent Events, for networks that break WebSockets.
     A reconnect (``Last-Event-ID``) starts with a fresh snapshot: nothing missed, nothing
     twice."""
-    shared = await ShareLinks(engine, settings).resolve(token, utc_now())
+    shared = await ShareLinks(engine, settings, hub.links).resolve(token, utc_now())
     outbox = Outbox(
         kind="viewer",
         club_id=shared.club_id,

@@ -99,9 +99,11 @@ async def watch(
 
 
 def provide_share_links(
-    engine: NamedDependency[AsyncEngine], settings: NamedDependency[Settings]
+    engine: NamedDependency[AsyncEngine],
+    settings: NamedDependency[Settings],
+    hub: NamedDependency[Hub],
 ) -> ShareLinks:
-    return ShareLinks(engine=engine, settings=settings)
+    return ShareLinks(engine=engine, settings=settings, resolved=hub.links)
 
 
 router = Router(
