@@ -13,7 +13,7 @@ device the head does not know are still absent (``store_pg``). A stale head cost
 round trip and a fall back to the locked read, never a wrong merge.
 
 Bounded: a head keeps its most recently written records and devices, and the instance keeps
-its most recently used clubs' heads.
+its most recently used clubs' heads, within a budget of records over all of them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from protocol.hlc import Hlc
 from protocol.ingest import DeviceCursor, RecordKey
 
 MAX_CLUBS: Final = 2_048
+MAX_RECORDS: Final = 16_384
+"""Records kept over all clubs: a record's merged state takes about 2 KB, so at most about
+32 MB."""
 RECORDS_PER_CLUB: Final = 256
 DEVICES_PER_CLUB: Final = 64
 
@@ -85,10 +88,14 @@ class ClubHeads:
         self,
         *,
         max_clubs: int = MAX_CLUBS,
+        max_records: int = MAX_RECORDS,
         records_per_club: int = RECORDS_PER_CLUB,
         devices_per_club: int = DEVICES_PER_CLUB,
     ) -> None:
         self._max_clubs = max_clubs
+        self._max_records = max_records
+        self._records = 0
+        """Records kept over all heads."""
         self._records_per_club = records_per_club
         self._devices_per_club = devices_per_club
         self._heads: OrderedDict[uuid.UUID, ClubHead] = OrderedDict()
@@ -96,6 +103,10 @@ class ClubHeads:
 
     def __len__(self) -> int:
         return len(self._heads)
+
+    @property
+    def records(self) -> int:
+        return self._records
 
     @asynccontextmanager
     async def turn(self, club_id: uuid.UUID) -> AsyncIterator[None]:
@@ -120,14 +131,44 @@ class ClubHeads:
 
     def forget(self, club_id: uuid.UUID) -> None:
         """Drop what is known of the club: it may have moved on without this instance."""
-        self._heads.pop(club_id, None)
+        head = self._heads.pop(club_id, None)
+        if head is not None:
+            self._records -= len(head.records)
+
+    def advance(
+        self,
+        club_id: uuid.UUID,
+        head: ClubHead,
+        seq: int,
+        club_max: Hlc | None,
+        device_id: str,
+        device: DeviceCursor,
+        states: Mapping[RecordKey, merge.RecordState],
+    ) -> None:
+        """``head.advance`` within the instance's budget, if the head is still the club's (the
+        budget may have let go of it meanwhile)."""
+        if self._heads.get(club_id) is not head:
+            return
+        before = len(head.records)
+        head.advance(seq, club_max, device_id, device, states)
+        self._records += len(head.records) - before
+        self._trim()
+
+    def _trim(self) -> None:
+        """Let go of the least recently used clubs beyond the budgets (never the last one)."""
+        while len(self._heads) > 1 and (
+            len(self._heads) > self._max_clubs or self._records > self._max_records
+        ):
+            _, head = self._heads.popitem(last=False)
+            self._records -= len(head.records)
 
     def start(
         self, club_id: uuid.UUID, seq: int, club_max: Hlc | None, read: ClubHead | None = None
     ) -> ClubHead:
         """A fresh head for the club at ``seq``. ``read``: what was read under the club's lock
         at the head before, kept if this instance's own head was at that same point."""
-        known = self._heads.pop(club_id, None)
+        known = self._heads.get(club_id)
+        self.forget(club_id)
         head = ClubHead(
             seq, club_max, max_records=self._records_per_club, max_devices=self._devices_per_club
         )
@@ -138,6 +179,6 @@ class ClubHeads:
             _remember(head.devices, read.devices, head.max_devices)
             _remember(head.records, read.records, head.max_records)
         self._heads[club_id] = head
-        while len(self._heads) > self._max_clubs:
-            self._heads.popitem(last=False)
+        self._records += len(head.records)
+        self._trim()
         return head

@@ -154,7 +154,15 @@ class PostgresChangeStore(SqlChangeStore):
             self.pushes_by_path["stale"] += 1
             return None
         self.pushes_by_path["head"] += 1
-        head.advance(writes.log_seq, writes.club_max, request.device_id, writes.device, plan.states)
+        self._heads.advance(
+            club_id,
+            head,
+            writes.log_seq,
+            writes.club_max,
+            request.device_id,
+            writes.device,
+            plan.states,
+        )
         if notice is not None:
             announcement = dataclasses.replace(announcement, notified=True)
         return self._pushed(announcement, request.device_id, plan, now_ms)
@@ -200,8 +208,14 @@ class PostgresChangeStore(SqlChangeStore):
         read = ClubHead(head, club_max, {request.device_id: device}, records)
         known = self._heads.start(club_id, head, club_max, read)
         if writes is not None:
-            known.advance(
-                writes.log_seq, writes.club_max, request.device_id, writes.device, plan.states
+            self._heads.advance(
+                club_id,
+                known,
+                writes.log_seq,
+                writes.club_max,
+                request.device_id,
+                writes.device,
+                plan.states,
             )
         if notice is not None:
             announcement = dataclasses.replace(announcement, notified=True)
