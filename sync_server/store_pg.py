@@ -349,13 +349,20 @@ def _states_of(
     return states
 
 
+@cache
+def _column_names(table: Table) -> tuple[str, ...]:
+    # Iterating a SQLAlchemy table's columns builds them anew each time.
+    return tuple(column.name for column in table.columns)
+
+
 def _columns(table: Table, rows: list[dict[str, Any]]) -> list[Any]:
     """The arguments of ``_insert`` for these rows: one value per column for a single row,
     one array per column for several."""
+    names = _column_names(table)
     if len(rows) == 1:
         (row,) = rows
-        return [row[column.name] for column in table.columns]
-    return [[row[column.name] for row in rows] for column in table.columns]
+        return [row[name] for name in names]
+    return [[row[name] for row in rows] for name in names]
 
 
 def _many(rows: list[Any]) -> bool:
