@@ -43,7 +43,7 @@ from sync_server.routes import teams as team_routes
 from sync_server.runtime import tune_collector
 from sync_server.settings import Settings
 from sync_server.store import ChangeStore
-from sync_server.store_pg import open_store
+from sync_server.store_pg import PostgresChangeStore, open_store
 
 __all__ = ["app_from_env", "configure_logging", "create_app"]
 
@@ -104,12 +104,15 @@ class _EngineLifespan:
             redis_url=settings.redis_url,
             channel=relay_channel(settings),
         )
+        metrics = RelayMetrics()
+        if isinstance(self._store, PostgresChangeStore):
+            metrics.sync.watch_push_writes(self._store.pushes_by_path)
         self._hub = Hub(
             engine=self._engine,
             store=self._store,
             bus=bus,
             sessions=self._sessions,
-            metrics=RelayMetrics(),
+            metrics=metrics,
             heartbeat_s=settings.relay_heartbeat_s,
         )
         await self._hub.start()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,6 +67,12 @@ class SyncMetrics:
             registry=registry,
         )
 
+        self._registry = registry
+
+    def watch_push_writes(self, writes: Mapping[str, int]) -> None:
+        """Report the store's push writes by path (``PostgresChangeStore.pushes_by_path``)."""
+        self._registry.register(_PushWrites(writes))
+
     def committed(self, commit: Announcement) -> None:
         """Count one commit (the store's announcement of it)."""
         self.changes_committed.inc(commit.seq - commit.after)
@@ -88,3 +97,22 @@ class SyncMetrics:
             logger.warning("metrics: could not read the change log size: %s", error)
             return
         self.log_entries.set(int(total or 0))
+
+
+class _PushWrites(Collector):
+    """How the PostgreSQL store wrote its pushes, read from its own counts when scraped."""
+
+    def __init__(self, writes: Mapping[str, int]) -> None:
+        self._writes = writes
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "touchline_sync_push_writes",
+            "Pushes written by the PostgreSQL store, by path: head (in one round trip, from "
+            "what this instance knew of the club), locked (read and written under the club's "
+            "lock), stale (a head another writer had moved on: rewritten under the lock).",
+            labels=["path"],
+        )
+        for path in ("head", "locked", "stale"):
+            family.add_metric([path], self._writes.get(path, 0))
+        yield family

@@ -94,6 +94,33 @@ async def test_pushes_pulls_conflicts_and_the_log_are_counted(
     assert "touchline_relay_queue_drops" in (await client.get("/metrics")).text
 
 
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_push_writes_are_counted_by_path(client: AsyncTestClient[Litestar]) -> None:
+    """The PostgreSQL store's first push to a club reads under the lock; the next, from the
+    same instance, is written from what it knows."""
+    club = await new_club(client)
+    anna = ScriptedDevice("phone-a", FakeClock())
+    match, home, away = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    headers = await club.headers("phone-a")
+    before = await scrape(client)
+    for body in (
+        anna.push(*new_match_changes(anna, match, home, away)),
+        anna.push(goal(anna, match, home)),
+    ):
+        answer = await client.post(
+            "/api/sync/push", content=msgspec.json.encode(body), headers=headers
+        )
+        assert answer.status_code == 200
+    after = await scrape(client)
+    written = {
+        path: delta(after, before, f'touchline_sync_push_writes_total{{path="{path}"}}')
+        for path in ("head", "locked", "stale")
+    }
+    assert written == {"head": 1, "locked": 1, "stale": 0}
+
+
 async def test_the_pool_gauges_read_the_engines_pool(settings: Settings) -> None:
     engine = create_engine(settings)  # pooled, as `sync-server serve` runs
     registry = CollectorRegistry()
