@@ -29,6 +29,7 @@ from protocol.accounts import Role
 from sync_server import tables
 from sync_server.db import reading
 from sync_server.problems import ProblemError
+from sync_server.recent_reads import RecentReads
 from sync_server.settings import Settings
 
 __all__ = [
@@ -129,15 +130,13 @@ class TokenAuthMiddleware(JWTAuthenticationMiddleware):
             ) from None
 
 
-class SessionCache:
+class SessionCache(RecentReads[uuid.UUID, Principal]):
     """Live sessions looked up in the last ``ttl_s`` seconds, so a device's burst of requests
     (push, then pull) pays one session lookup instead of one each.
 
     Whoever revokes a session or changes a role in this process calls ``invalidate``, which
     takes effect on the very next request here; the relay's bus tells the other instances
-    at once, and without a bus they notice within ``ttl_s``. An
-    entry fetched while an invalidation happened is never served: it carries the generation
-    it was read in.
+    at once, and without a bus they notice within ``ttl_s``.
     """
 
     def __init__(
@@ -147,45 +146,18 @@ class SessionCache:
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 10_000,
     ) -> None:
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._max_entries = max_entries
-        self._generation = 0
-        self._entries: dict[uuid.UUID, tuple[float, int, Principal]] = {}
+        super().__init__(ttl_s, clock=clock, max_entries=max_entries)
         self.listeners: list[Callable[[], None]] = []
         """Told of every ``invalidate`` here (the relay tells the other instances)."""
 
-    @property
-    def generation(self) -> int:
-        return self._generation
-
-    def get(self, session_id: uuid.UUID) -> Principal | None:
-        entry = self._entries.get(session_id)
-        if entry is None:
-            return None
-        stored_at, generation, principal = entry
-        if generation != self._generation or self._clock() - stored_at >= self._ttl_s:
-            del self._entries[session_id]
-            return None
-        return principal
-
     def put(self, principal: Principal, generation: int) -> None:
-        if generation != self._generation:
-            return  # read before an invalidation: it may already be stale
-        if len(self._entries) >= self._max_entries:
-            self._entries.clear()  # bounded memory; the next requests simply look up again
-        self._entries[principal.session_id] = (self._clock(), generation, principal)
+        self.keep(principal.session_id, principal, generation)
 
     def invalidate(self) -> None:
         """Sessions or roles changed in this process: forget them here and tell listeners."""
         self.forget()
         for listener in self.listeners:
             listener()
-
-    def forget(self) -> None:
-        """Drop every cached session (another instance revoked some)."""
-        self._generation += 1
-        self._entries.clear()
 
 
 def _session_lookup(

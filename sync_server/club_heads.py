@@ -24,11 +24,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from protocol import merge
 from protocol.hlc import Hlc
 from protocol.ingest import DeviceCursor, RecordKey
+
+if TYPE_CHECKING:
+    from sync_server.store_sql import PlannedWrites
 
 MAX_CLUBS: Final = 2_048
 MAX_RECORDS: Final = 16_384
@@ -54,19 +57,12 @@ class ClubHead:
     max_records: int = RECORDS_PER_CLUB
     max_devices: int = DEVICES_PER_CLUB
 
-    def advance(
-        self,
-        seq: int,
-        club_max: Hlc | None,
-        device_id: str,
-        device: DeviceCursor,
-        states: Mapping[RecordKey, merge.RecordState],
-    ) -> None:
-        """Take in one commit made on top of this head: the head it reached, the pushing
-        device's cursor and the merged state of every record it wrote."""
-        self.seq = seq
-        self.club_max = club_max
-        _remember(self.devices, {device_id: device}, self.max_devices)
+    def advance(self, writes: PlannedWrites, states: Mapping[RecordKey, merge.RecordState]) -> None:
+        """Take in one commit made on top of this head: its writes (the head they reached,
+        the pushing device's cursor) and the merged state of every record it wrote."""
+        self.seq = writes.log_seq
+        self.club_max = writes.club_max
+        _remember(self.devices, {writes.device_id: writes.device}, self.max_devices)
         _remember(self.records, states, self.max_records)
 
 
@@ -139,10 +135,7 @@ class ClubHeads:
         self,
         club_id: uuid.UUID,
         head: ClubHead,
-        seq: int,
-        club_max: Hlc | None,
-        device_id: str,
-        device: DeviceCursor,
+        writes: PlannedWrites,
         states: Mapping[RecordKey, merge.RecordState],
     ) -> None:
         """``head.advance`` within the instance's budget, if the head is still the club's (the
@@ -150,7 +143,7 @@ class ClubHeads:
         if self._heads.get(club_id) is not head:
             return
         before = len(head.records)
-        head.advance(seq, club_max, device_id, device, states)
+        head.advance(writes, states)
         self._records += len(head.records) - before
         self._trim()
 

@@ -28,6 +28,7 @@ from sync_server.auth import Principal, token_digest
 from sync_server.db import reading
 from sync_server.problems import ProblemError
 from sync_server.projection import as_utc
+from sync_server.recent_reads import RecentReads
 from sync_server.settings import Settings
 
 __all__ = ["ResolvedLinks", "ShareLinks", "SharedMatch"]
@@ -43,15 +44,14 @@ class SharedMatch:
     expires_at: datetime
 
 
-class ResolvedLinks:
-    """Share tokens resolved in the last ``ttl_s`` seconds: a match's viewers open their
-    sockets together (kick-off, a reconnect after a deploy), and each would otherwise read
-    the same link from the database.
+class ResolvedLinks(RecentReads[str, SharedMatch]):
+    """Share tokens (by digest) resolved in the last ``ttl_s`` seconds: a match's viewers
+    open their sockets together (kick-off, a reconnect after a deploy), and each would
+    otherwise read the same link from the database.
 
-    Expiry is checked on every use. A revocation here forgets every entry at once (the relay
-    calls ``forget`` when it ends the link's sockets, here or on the bus's word from another
-    instance); an entry read while a revocation happened is never kept: it carries the
-    generation it was read in. Without a bus another instance notices within ``ttl_s``.
+    Expiry is checked on every use. The relay calls ``forget`` whenever it ends a link's
+    sockets, here or on the bus's word from another instance; without a bus another instance
+    notices within ``ttl_s``.
     """
 
     def __init__(
@@ -61,37 +61,7 @@ class ResolvedLinks:
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 10_000,
     ) -> None:
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._max_entries = max_entries
-        self._generation = 0
-        self._entries: dict[str, tuple[float, int, SharedMatch]] = {}
-
-    @property
-    def generation(self) -> int:
-        return self._generation
-
-    def get(self, digest: str) -> SharedMatch | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        stored_at, generation, shared = entry
-        if generation != self._generation or self._clock() - stored_at >= self._ttl_s:
-            del self._entries[digest]
-            return None
-        return shared
-
-    def put(self, digest: str, shared: SharedMatch, generation: int) -> None:
-        if generation != self._generation:
-            return  # read before a revocation: it may be the revoked link
-        if len(self._entries) >= self._max_entries:
-            self._entries.clear()  # bounded memory; the next viewers simply read again
-        self._entries[digest] = (self._clock(), generation, shared)
-
-    def forget(self) -> None:
-        """A link was revoked (here or elsewhere): resolve every token afresh."""
-        self._generation += 1
-        self._entries.clear()
+        super().__init__(ttl_s, clock=clock, max_entries=max_entries)
 
 
 def _match_not_found(match_id: uuid.UUID) -> ProblemError:
@@ -202,7 +172,7 @@ class ShareLinks:
             raise _link_ended()
         shared = SharedMatch(row.club_id, row.match_id, row.id, as_utc(row.expires_at))
         if self.resolved is not None:
-            self.resolved.put(digest, shared, generation)
+            self.resolved.keep(digest, shared, generation)
         return shared
 
 

@@ -154,15 +154,7 @@ class PostgresChangeStore(SqlChangeStore):
             self.pushes_by_path["stale"] += 1
             return None
         self.pushes_by_path["head"] += 1
-        self._heads.advance(
-            club_id,
-            head,
-            writes.log_seq,
-            writes.club_max,
-            request.device_id,
-            writes.device,
-            plan.states,
-        )
+        self._heads.advance(club_id, head, writes, plan.states)
         if notice is not None:
             announcement = dataclasses.replace(announcement, notified=True)
         return self._pushed(announcement, request.device_id, plan, now_ms)
@@ -208,15 +200,7 @@ class PostgresChangeStore(SqlChangeStore):
         read = ClubHead(head, club_max, {request.device_id: device}, records)
         known = self._heads.start(club_id, head, club_max, read)
         if writes is not None:
-            self._heads.advance(
-                club_id,
-                known,
-                writes.log_seq,
-                writes.club_max,
-                request.device_id,
-                writes.device,
-                plan.states,
-            )
+            self._heads.advance(club_id, known, writes, plan.states)
         if notice is not None:
             announcement = dataclasses.replace(announcement, notified=True)
         return self._pushed(announcement, request.device_id, plan, now_ms)

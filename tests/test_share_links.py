@@ -239,7 +239,7 @@ async def test_a_token_read_while_a_link_was_revoked_is_not_kept(
     read_in = resolved.generation
     resolved.forget()
     assert resolved.get(digest) is None
-    resolved.put(digest, shared, read_in)
+    resolved.keep(digest, shared, read_in)
     assert resolved.get(digest) is None
 
 
