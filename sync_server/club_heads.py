@@ -3,7 +3,8 @@
 A push needs the club's log head and greatest HLC, the device's cursor and the merged state of
 the records it touches. Read under the club's lock, the push takes four round trips (the
 lock, the read, the write, the commit) where the write alone would do. An instance that has
-just written a club knows all of it already: it wrote them. A :class:`ClubHead` keeps that knowledge, tagged with the log head it holds at.
+just written a club knows all of it already: it wrote them. A :class:`ClubHead` keeps that
+knowledge, tagged with the log head it holds at.
 
 Invariant: everything in a head is exactly what the database holds while the club's
 ``log_seq`` still equals ``head.seq``, because every writer of a club's records, devices or
