@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -105,23 +106,28 @@ class _server:
     def __enter__(self) -> Served:
         self._out = self._log.open("wb")
         self._process = subprocess.Popen(
-            [str(SYNC_SERVER), "serve", "--port", str(self._port), "--log-level", "warning"],
+            [str(SYNC_SERVER), "serve", "--port", str(self._port), "--log-level", "info"],
             env=self._env,
-            stdout=self._out,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        url = f"http://127.0.0.1:{self._port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return Served(url)
-            except httpx.TransportError:
-                pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"server did not start:\n{self._log.read_text()}")
-            time.sleep(0.05)
+        # uvicorn says so once its socket listens; the output goes on to the log file.
+        listening = threading.Event()
+        self._drain = threading.Thread(target=self._copy_output, args=(listening,), daemon=True)
+        self._drain.start()
+        if not listening.wait(timeout=30) or self._process.poll() is not None:
+            self.__exit__()
+            raise RuntimeError(f"server did not start:\n{self._log.read_text()}")
+        return Served(f"http://127.0.0.1:{self._port}")
+
+    def _copy_output(self, listening: threading.Event) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._out.write(line)
+            self._out.flush()
+            if b"Uvicorn running on" in line:
+                listening.set()
+        listening.set()  # the process ended: nobody waits any longer
 
     def __exit__(self, *_: object) -> None:
         self._process.terminate()
@@ -130,6 +136,9 @@ class _server:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._drain.join(timeout=15)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
         self._out.close()
 
 
