@@ -108,7 +108,8 @@ class PostgresChangeStore(SqlChangeStore):
                     pushed = await self._push_on_head(club_id, request, checked, head)
                     if pushed is not None:
                         return pushed
-                    self._heads.forget(club_id)
+                # The locked path starts the head afresh, keeping what the old one knew only
+                # if the club's log is still where that head was.
                 return await self._push_locked(club_id, request, checked)
             except BaseException:
                 self._heads.forget(club_id)
